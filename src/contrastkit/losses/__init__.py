@@ -1,0 +1,90 @@
+"""Every loss of contrastkit: pure functions over embeddings, each with a thin nn.Module.
+
+Contrastive losses L2-normalise their inputs, compute in at least float32 whatever the autocast
+state, and, with `gather=True` under an initialised process group, draw negatives (or batch
+statistics) from all ranks with gradients that flow back to the rank that produced them.
+"""
+
+from .barlow_twins import BarlowTwinsLoss, barlow_twins, barlow_twins_terms
+from .decoupled import DCLLoss, DCLSymmetricLoss, DCLWLoss, dcl, dcl_symmetric, dclw
+from .geometry import AlignmentLoss, UniformityLoss, alignment, uniformity
+from .hyperspherical import DHELLoss, KCLLoss, dhel, kcl
+from .infonce import InfoNCELoss, NTXentLoss, info_nce, nt_xent
+from .sigmoid import SigmoidLoss, cosine_gamma, sigmoid, sigmoid_terms
+from .simsiam import SimSiamLoss, simsiam
+from .supcon import SupConLoss, supcon
+from .vicreg import VICRegLoss, vicreg, vicreg_terms
+
+#: Every loss function by name, for methods and the command line to choose from.
+LOSS_FUNCTIONS = {
+    fn.__name__: fn
+    for fn in (
+        info_nce,
+        nt_xent,
+        dcl,
+        dcl_symmetric,
+        dclw,
+        dhel,
+        kcl,
+        vicreg,
+        barlow_twins,
+        simsiam,
+        supcon,
+        sigmoid,
+        alignment,
+        uniformity,
+    )
+}
+
+#: The nn.Module form of each loss used for training, by the same names.
+LOSS_MODULES = {
+    "info_nce": InfoNCELoss,
+    "nt_xent": NTXentLoss,
+    "dcl": DCLLoss,
+    "dcl_symmetric": DCLSymmetricLoss,
+    "dclw": DCLWLoss,
+    "dhel": DHELLoss,
+    "kcl": KCLLoss,
+    "vicreg": VICRegLoss,
+    "barlow_twins": BarlowTwinsLoss,
+    "simsiam": SimSiamLoss,
+    "supcon": SupConLoss,
+    "sigmoid": SigmoidLoss,
+}
+
+__all__ = [
+    "LOSS_FUNCTIONS",
+    "LOSS_MODULES",
+    "AlignmentLoss",
+    "BarlowTwinsLoss",
+    "DCLLoss",
+    "DCLSymmetricLoss",
+    "DCLWLoss",
+    "DHELLoss",
+    "InfoNCELoss",
+    "KCLLoss",
+    "NTXentLoss",
+    "SigmoidLoss",
+    "SimSiamLoss",
+    "SupConLoss",
+    "UniformityLoss",
+    "VICRegLoss",
+    "alignment",
+    "barlow_twins",
+    "barlow_twins_terms",
+    "cosine_gamma",
+    "dcl",
+    "dcl_symmetric",
+    "dclw",
+    "dhel",
+    "info_nce",
+    "kcl",
+    "nt_xent",
+    "sigmoid",
+    "sigmoid_terms",
+    "simsiam",
+    "supcon",
+    "uniformity",
+    "vicreg",
+    "vicreg_terms",
+]

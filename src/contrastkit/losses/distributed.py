@@ -1,0 +1,78 @@
+"""Gathering across ranks with gradients that flow back to the rank that produced each row.
+
+Every loss reaches other ranks through the two functions here, so all of them agree on one
+convention: each rank computes a loss whose mean over ranks equals the single-process loss on
+the concatenated batch, and the backward pass sums gradients over ranks. After DDP averages
+parameter gradients over the world, each rank's rows receive exactly the single-process gradient.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+
+def world_size() -> int:
+    """Number of ranks, 1 when torch.distributed is not initialised."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size()
+    return 1
+
+
+def rank() -> int:
+    """This process's rank, 0 when torch.distributed is not initialised."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank()
+    return 0
+
+
+def is_gathering(gather: bool) -> bool:
+    """Whether a loss asked to gather actually has other ranks to gather from."""
+    return gather and world_size() > 1
+
+
+class _GatherWithGrad(torch.autograd.Function):
+    """all_gather whose backward sums the incoming gradients over ranks and keeps this rank's rows.
+
+    torch.distributed.nn's all_gather uses reduce_scatter in its backward, which gloo lacks;
+    an all_reduce followed by a slice works on every backend.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.rows = x.shape[0]
+        parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, x.contiguous())
+        return torch.cat(parts, dim=0)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:  # type: ignore[override]
+        grad = grad.contiguous()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        start = dist.get_rank() * ctx.rows
+        return grad[start : start + ctx.rows]
+
+
+def gather_rows(x: Tensor, gather: bool = True) -> Tensor:
+    """Concatenate `x` over all ranks along dim 0 (rank order), differentiably.
+
+    Returns `x` itself when not gathering. Every rank must pass the same number of rows.
+    """
+    if not is_gathering(gather):
+        return x
+    return _GatherWithGrad.apply(x)
+
+
+def row_offset(local_rows: int, gather: bool = True) -> int:
+    """Index of this rank's first row inside the gathered tensor."""
+    return rank() * local_rows if is_gathering(gather) else 0
+
+
+def gather_no_grad(x: Tensor, gather: bool = True) -> Tensor:
+    """Concatenate `x` over all ranks without a gradient path (for weights and statistics)."""
+    if not is_gathering(gather):
+        return x.detach()
+    parts = [torch.empty_like(x) for _ in range(world_size())]
+    dist.all_gather(parts, x.detach().contiguous())
+    return torch.cat(parts, dim=0)

@@ -1,0 +1,65 @@
+"""Alignment and uniformity of embeddings on the sphere (Wang & Isola, 2020)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from ._common import check_embeddings, check_pair, check_positive, full_precision, normalize
+from .distributed import gather_rows
+
+
+@full_precision
+def alignment(z1: Tensor, z2: Tensor, alpha: float = 2.0, gather: bool = True) -> Tensor:
+    """mean_i ‖u_i − v_i‖^α, with ‖u − v‖² = 2 − 2u·v on the sphere.
+
+    A mean of per-pair terms: the mean over ranks already equals the global value, so `gather`
+    needs no exchange.
+    """
+    del gather
+    check_pair(z1, z2, min_batch=1)
+    check_positive("alpha", alpha)
+    squared = (2 - 2 * (normalize(z1) * normalize(z2)).sum(dim=1)).clamp_min(0)
+    return squared.pow(alpha / 2).mean()
+
+
+@full_precision
+def uniformity(z: Tensor, t: float = 2.0, gather: bool = True) -> Tensor:
+    """log mean_{i≠j} exp(−t‖u_i − u_j‖²) over all pairs of the (gathered) batch.
+
+    The log of a mean does not split over ranks, so every rank computes it on the whole batch.
+    """
+    check_embeddings(z, "z")
+    check_positive("t", t)
+    u = normalize(gather_rows(z, gather))
+    n = u.shape[0]
+    log_kernel = -t * (2 - 2 * (u @ u.T))
+    diagonal = torch.eye(n, dtype=torch.bool, device=u.device)
+    log_sum = torch.logsumexp(log_kernel.masked_fill(diagonal, float("-inf")).flatten(), dim=0)
+    return log_sum - math.log(n * (n - 1))
+
+
+class AlignmentLoss(nn.Module):
+    """Module form of :func:`alignment`."""
+
+    def __init__(self, alpha: float = 2.0):
+        super().__init__()
+        check_positive("alpha", alpha)
+        self.alpha = alpha
+
+    def forward(self, z1: Tensor, z2: Tensor) -> Tensor:
+        return alignment(z1, z2, self.alpha)
+
+
+class UniformityLoss(nn.Module):
+    """Module form of :func:`uniformity`."""
+
+    def __init__(self, t: float = 2.0, gather: bool = True):
+        super().__init__()
+        check_positive("t", t)
+        self.t, self.gather = t, gather
+
+    def forward(self, z: Tensor) -> Tensor:
+        return uniformity(z, self.t, self.gather)

@@ -1,0 +1,84 @@
+"""DHEL and KCL (Koromilas et al., 2024): uniformity from one view's energy, or from a kernel."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ._common import check_pair, check_positive, full_precision, index_mask, normalize, own_columns
+from .distributed import gather_rows, row_offset
+
+
+def _lse_others(a: Tensor, a_all: Tensor, own: Tensor, temperature: float) -> Tensor:
+    """LSE_{j≠i}(a_i·a_j/τ) for local rows a against all rows a_all."""
+    logits = a @ a_all.T / temperature
+    return torch.logsumexp(logits.masked_fill(index_mask(own, a_all.shape[0]), float("-inf")), 1)
+
+
+@full_precision
+def dhel(
+    z1: Tensor, z2: Tensor, temperature: float = 0.3, both_views: bool = False, gather: bool = True
+) -> Tensor:
+    """Decoupled hyperspherical energy loss: mean_i[−u_i·v_i/τ + LSE_{j≠i}(u_i·u_j/τ)].
+
+    `both_views=True` adds LSE_{j≠i}(v_i·v_j/τ), as the authors' code does by default.
+    """
+    check_pair(z1, z2)
+    check_positive("temperature", temperature)
+    u, v = normalize(z1), normalize(z2)
+    own = own_columns(u.shape[0], row_offset(u.shape[0], gather), u.device)
+    per_anchor = _lse_others(u, gather_rows(u, gather), own, temperature)
+    if both_views:
+        per_anchor = per_anchor + _lse_others(v, gather_rows(v, gather), own, temperature)
+    return (per_anchor - (u * v).sum(dim=1) / temperature).mean()
+
+
+def _mean_kernel_to_others(a: Tensor, a_all: Tensor, own: Tensor, t: float) -> Tensor:
+    """mean_{j≠i} K(a_i, a_j) with K = exp(−t‖a_i − a_j‖²) = exp(−t(2 − 2a_i·a_j))."""
+    kernel = torch.exp(-t * (2 - 2 * (a @ a_all.T)))
+    kernel = kernel.masked_fill(index_mask(own, a_all.shape[0]), 0.0)
+    return kernel.sum(dim=1) / (a_all.shape[0] - 1)
+
+
+@full_precision
+def kcl(z1: Tensor, z2: Tensor, t: float = 2.0, gamma: float = 16.0, gather: bool = True) -> Tensor:
+    """Kernel contrastive loss: −mean_i K(u_i, v_i) + γ·½[E(u) + E(v)], E the mean kernel over i≠j.
+
+    The squared distance on the sphere is 2 − 2a·b, so no square root (and no NaN gradient at
+    coincident points) appears.
+    """
+    check_pair(z1, z2)
+    check_positive("t", t)
+    check_positive("gamma", gamma)
+    u, v = normalize(z1), normalize(z2)
+    own = own_columns(u.shape[0], row_offset(u.shape[0], gather), u.device)
+    alignment = torch.exp(-t * (2 - 2 * (u * v).sum(dim=1)))
+    energy = _mean_kernel_to_others(u, gather_rows(u, gather), own, t) + _mean_kernel_to_others(
+        v, gather_rows(v, gather), own, t
+    )
+    return (gamma * energy / 2 - alignment).mean()
+
+
+class DHELLoss(nn.Module):
+    """Module form of :func:`dhel`."""
+
+    def __init__(self, temperature: float = 0.3, both_views: bool = False, gather: bool = True):
+        super().__init__()
+        check_positive("temperature", temperature)
+        self.temperature, self.both_views, self.gather = temperature, both_views, gather
+
+    def forward(self, z1: Tensor, z2: Tensor) -> Tensor:
+        return dhel(z1, z2, self.temperature, self.both_views, self.gather)
+
+
+class KCLLoss(nn.Module):
+    """Module form of :func:`kcl`."""
+
+    def __init__(self, t: float = 2.0, gamma: float = 16.0, gather: bool = True):
+        super().__init__()
+        check_positive("t", t)
+        check_positive("gamma", gamma)
+        self.t, self.gamma, self.gather = t, gamma, gather
+
+    def forward(self, z1: Tensor, z2: Tensor) -> Tensor:
+        return kcl(z1, z2, self.t, self.gamma, self.gather)

@@ -1,0 +1,83 @@
+"""Supervised contrastive loss, the paper's L_out (Khosla et al., 2020)."""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+from ._common import check_embeddings, check_positive, full_precision, index_mask, normalize
+from .distributed import gather_no_grad, gather_rows, is_gathering, row_offset, world_size
+
+
+def _view_major(z: Tensor) -> Tensor:
+    """(N, V, D) → (V·N, D), all samples of view 0 first."""
+    return z.transpose(0, 1).reshape(-1, z.shape[-1])
+
+
+@full_precision
+def supcon(
+    z: Tensor, labels: Tensor | None = None, temperature: float = 0.1, gather: bool = True
+) -> Tensor:
+    """L_out over all N·V anchors: −1/|P(i)| Σ_{p∈P(i)} log softmax_{a≠i}(z_i·z_a/τ)[p].
+
+    Positives are the other views of the sample and of every sample with the same label;
+    `labels=None` keeps only the other views, which for V=2 is NT-Xent. The mean runs over the
+    anchors that have at least one positive.
+    """
+    if not isinstance(z, Tensor) or z.ndim != 3:
+        shape = tuple(z.shape) if isinstance(z, Tensor) else type(z).__name__
+        raise ValueError(f"z must have shape (batch, views, dim), got {shape}")
+    n, views = z.shape[0], z.shape[1]
+    if n < 2 or views < 1:
+        raise ValueError(
+            f"z has batch size {n} with {views} view(s); supcon needs a batch of at least 2 "
+            "samples (for negatives) and at least 1 view"
+        )
+    check_embeddings(z[:, 0], "z")
+    check_positive("temperature", temperature)
+    if labels is not None and (labels.ndim != 1 or labels.shape[0] != n):
+        raise ValueError(f"labels must have shape ({n},) to match z, got {tuple(labels.shape)}")
+
+    offset = row_offset(n, gather)
+    ids = labels if labels is not None else torch.arange(n, device=z.device) + offset
+    anchors = normalize(_view_major(z))
+    # Gather per view so the candidates keep the view-major layout over the global batch.
+    candidates = torch.cat([gather_rows(normalize(z[:, k]), gather) for k in range(views)])
+    candidate_ids = gather_no_grad(ids.to(z.device), gather).repeat(views)
+    total = candidates.shape[0] // views
+
+    own = torch.cat([torch.arange(n, device=z.device) + k * total + offset for k in range(views)])
+    is_self = index_mask(own, candidates.shape[0])
+    logits = (anchors @ candidates.T / temperature).masked_fill(is_self, float("-inf"))
+    log_prob = logits.log_softmax(dim=1)
+    positive = (ids.to(z.device).repeat(views)[:, None] == candidate_ids[None, :]) & ~is_self
+    positive_count = positive.sum(dim=1)
+    has_positive = positive_count > 0
+    per_anchor = -log_prob.masked_fill(~positive, 0.0).sum(dim=1) / positive_count.clamp_min(1)
+    return _mean_over_global_anchors(per_anchor[has_positive], has_positive.sum(), gather)
+
+
+def _mean_over_global_anchors(values: Tensor, local_count: Tensor, gather: bool) -> Tensor:
+    """Sum of local values over the global count, scaled so the mean over ranks is the global mean.
+
+    Ranks may hold different numbers of anchors with positives, so a plain local mean would
+    weight ranks unequally.
+    """
+    if not is_gathering(gather):
+        return values.sum() / local_count.clamp_min(1)
+    count = local_count.detach().clone()
+    dist.all_reduce(count)
+    return values.sum() * world_size() / count.clamp_min(1)
+
+
+class SupConLoss(nn.Module):
+    """Module form of :func:`supcon`."""
+
+    def __init__(self, temperature: float = 0.1, gather: bool = True):
+        super().__init__()
+        check_positive("temperature", temperature)
+        self.temperature, self.gather = temperature, gather
+
+    def forward(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
+        return supcon(z, labels, self.temperature, self.gather)

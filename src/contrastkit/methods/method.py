@@ -1,0 +1,176 @@
+"""One nn.Module that runs any MethodSpec: backbone, heads, loss, and the views' meeting plan."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..losses import LOSS_MODULES
+from ..losses.sigmoid import cosine_gamma
+from ..models.backbones import Backbone
+from ..models.ema import EMA, cosine_momentum
+from ..models.heads import head_preset
+from .pairing import online_target_pairs, view_pairs
+from .spec import METHODS, MethodSpec
+
+
+@dataclass
+class StepOutput:
+    """What one training step of a method produces for the trainer."""
+
+    loss: Tensor
+    features: Tensor
+    components: dict[str, Tensor] = field(default_factory=dict)
+
+
+class Method(nn.Module):
+    """Backbone + projector (+ predictor, EMA target or classifier) + loss, per `spec`.
+
+    The trainer calls `set_step` before each step (schedules), `forward(views, labels)` for the
+    loss, and `after_optimizer_step` after the update (EMA).
+    """
+
+    def __init__(
+        self,
+        spec: MethodSpec,
+        backbone: Backbone,
+        loss: str | None = None,
+        loss_options: dict[str, Any] | None = None,
+        n_global: int = 2,
+        num_classes: int | None = None,
+        projector_options: dict[str, Any] | None = None,
+        predictor_options: dict[str, Any] | None = None,
+        ema_base: float = 0.99,
+        gamma_decay_steps: int = 0,
+    ):
+        super().__init__()
+        self.spec = spec
+        self.loss_name = loss or spec.default_loss
+        if self.loss_name not in spec.losses:
+            raise ValueError(
+                f"method {spec.name!r} cannot train with loss {self.loss_name!r}; "
+                f"valid: {', '.join(spec.losses)}"
+            )
+        self.n_global = n_global
+        self.backbone = backbone
+        self.projector = (
+            head_preset(spec.projector, backbone.feature_dim, **(projector_options or {}))
+            if spec.projector
+            else nn.Identity()
+        )
+        self.predictor = None
+        if spec.predictor:
+            # The predictor maps projections back onto the projection space.
+            dim = _out_dim(self.projector)
+            options = {**(predictor_options or {}), "out_dim": dim}
+            self.predictor = head_preset(spec.predictor, dim, **options)
+        self.criterion = _build_criterion(self.loss_name, loss_options or {})
+        self.classifier = None
+        if spec.pairing == "classify":
+            if not num_classes:
+                raise ValueError("the supervised baseline needs num_classes >= 1")
+            self.classifier = nn.Linear(backbone.feature_dim, num_classes)
+        self.target = (
+            EMA(nn.Sequential(backbone, self.projector))
+            if spec.pairing == "online_target"
+            else None
+        )
+        self.ema_base, self.gamma_decay_steps = ema_base, gamma_decay_steps
+        self.initial_gamma = float(getattr(self.criterion, "gamma", 0.0))
+        self._momentum = ema_base
+
+    def set_step(self, step: int, total_steps: int) -> None:
+        """Apply the step's schedules: the EMA momentum and the sigmoid loss's γ."""
+        if self.target is not None:
+            self._momentum = cosine_momentum(step, max(1, total_steps), base=self.ema_base)
+        if self.gamma_decay_steps > 0 and hasattr(self.criterion, "gamma"):
+            self.criterion.gamma = cosine_gamma(step, self.initial_gamma, self.gamma_decay_steps)
+
+    @torch.no_grad()
+    def after_optimizer_step(self) -> None:
+        """Move the EMA target towards the online network."""
+        if self.target is not None:
+            self.target.update(self._momentum)
+
+    def forward(self, views: Sequence[Tensor], labels: Tensor | None = None) -> StepOutput:
+        if self.spec.needs_labels and labels is None:
+            raise ValueError(f"method {self.spec.name!r} needs labels")
+        features = [self.backbone(v) for v in views]
+        if self.classifier is not None:
+            loss = F.cross_entropy(self.classifier(features[0]), labels)
+            return StepOutput(loss, features[0])
+        z = [self.projector(h) for h in features]
+        if self.spec.pairing == "stacked":
+            loss = self.criterion(torch.stack(z, dim=1), labels)
+            return StepOutput(loss, features[0], dict(getattr(self.criterion, "components", {})))
+        if self.spec.pairing == "online_target":
+            with torch.no_grad():
+                targets = [self.target(v) for v in views[: self.n_global]]
+            pairs = online_target_pairs(len(views), self.n_global)
+            loss, components = self._mean(lambda i, j: self.criterion(z[i], targets[j]), pairs)
+        elif self.spec.pairing == "predictor":
+            p = [self.predictor(zi) for zi in z]
+            pairs = view_pairs(len(views), self.n_global)
+            loss, components = self._mean(
+                lambda i, j: self.criterion(p[i], p[j], z[i], z[j]), pairs
+            )
+        else:
+            pairs = view_pairs(len(views), self.n_global)
+            loss, components = self._mean(lambda i, j: self.criterion(z[i], z[j]), pairs)
+        return StepOutput(loss, features[0], components)
+
+    def _mean(
+        self, pair_loss: Callable[[int, int], Tensor], pairs: list[tuple[int, int]]
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """Mean loss over view pairs, and the mean of the loss's own components."""
+        if not pairs:
+            raise ValueError(f"method {self.spec.name!r} needs at least 2 views")
+        losses, parts = [], []
+        for i, j in pairs:
+            losses.append(pair_loss(i, j))
+            parts.append(dict(getattr(self.criterion, "components", {})))
+        components = {k: torch.stack([part[k] for part in parts]).mean() for k in parts[0]}
+        return torch.stack(losses).mean(), components
+
+    def param_groups(self, fixed_predictor_lr: bool = False) -> list[dict[str, Any]]:
+        """Named parameter lists by role; the predictor may keep a fixed learning rate (SimSiam)."""
+        groups = [
+            {
+                "named": [
+                    (n, p)
+                    for n, p in self.named_parameters()
+                    if not n.startswith(("predictor.", "target."))
+                ]
+            }
+        ]
+        if self.predictor is not None:
+            groups.append(
+                {
+                    "named": list(self.predictor.named_parameters(prefix="predictor")),
+                    "fixed_lr": fixed_predictor_lr,
+                }
+            )
+        return groups
+
+
+def _out_dim(head: nn.Module) -> int:
+    linears = [m for m in head.modules() if isinstance(m, nn.Linear)]
+    return linears[-1].out_features
+
+
+def _build_criterion(loss: str, options: dict[str, Any]) -> nn.Module:
+    if loss == "cross_entropy":
+        return nn.CrossEntropyLoss()
+    return LOSS_MODULES[loss](**options)
+
+
+def build_method(name: str, backbone: Backbone, **options: Any) -> Method:
+    """The method called `name` (one of METHODS) on `backbone`."""
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; valid: {', '.join(METHODS)}")
+    return Method(METHODS[name], backbone, **options)

@@ -1,0 +1,116 @@
+"""Backbones: image encoders mapping (B, C, H, W) float images to (B, feature_dim) features.
+
+Every backbone is randomly initialised (no pretrained weights: self-supervised training starts
+from scratch). Below `SMALL_IMAGE_SIZE` pixels the downsampling stem is replaced by a stride-1
+one, as in SimCLR's CIFAR variant, so that 32 px inputs keep enough spatial resolution.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from torch import Tensor, nn
+
+BACKBONES = ("resnet18", "resnet50", "efficientnet_b0", "small-cnn")
+
+SMALL_IMAGE_SIZE = 64
+"""Images smaller than this (in pixels) get a stride-1 stem and no max-pool."""
+
+SMALL_CNN_WIDTHS = (32, 64, 128, 256)
+"""Output channels of the four conv-BN-ReLU blocks of `small-cnn`; the last is its feature dim."""
+
+
+class Backbone(nn.Module):
+    """A named feature extractor: `body` maps images to (B, feature_dim) features."""
+
+    def __init__(self, name: str, body: nn.Module, feature_dim: int, in_channels: int) -> None:
+        super().__init__()
+        self.name = name
+        self.body = body
+        self.feature_dim = feature_dim
+        self.in_channels = in_channels
+
+    def forward(self, images: Tensor) -> Tensor:
+        if images.dim() != 4 or images.shape[1] != self.in_channels:
+            raise ValueError(
+                f"{self.name} expects (B, {self.in_channels}, H, W) images, "
+                f"got shape {tuple(images.shape)}"
+            )
+        return self.body(images)
+
+
+def build_backbone(name: str, image_size: int, in_channels: int = 3) -> Backbone:
+    """Build the backbone `name` (one of `BACKBONES`) for square images of `image_size` pixels."""
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; valid names: {', '.join(BACKBONES)}")
+    if image_size < 1:
+        raise ValueError(f"image_size must be a positive number of pixels, got {image_size}")
+    if in_channels < 1:
+        raise ValueError(f"in_channels must be at least 1, got {in_channels}")
+    small = image_size < SMALL_IMAGE_SIZE
+    if name == "small-cnn":
+        body: nn.Module = _small_cnn(in_channels, small)
+        feature_dim = SMALL_CNN_WIDTHS[-1]
+    elif name == "efficientnet_b0":
+        body, feature_dim = _efficientnet_b0(in_channels, small)
+    else:
+        body, feature_dim = _resnet(name, in_channels, small)
+    return Backbone(name, body, feature_dim, in_channels)
+
+
+def _conv(in_channels: int, out_channels: int, kernel_size: int, stride: int) -> nn.Conv2d:
+    """A bias-free "same"-padded conv (a BatchNorm follows), initialised as torchvision does."""
+    conv = nn.Conv2d(
+        in_channels, out_channels, kernel_size, stride, padding=kernel_size // 2, bias=False
+    )
+    nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+    return conv
+
+
+def _resnet(name: str, in_channels: int, small: bool) -> tuple[nn.Module, int]:
+    """torchvision ResNet without its classifier; small images get a 3×3 stride-1 stem."""
+    from torchvision import models
+
+    net = getattr(models, name)(weights=None)
+    feature_dim = net.fc.in_features
+    net.fc = nn.Identity()
+    if small:
+        net.conv1 = _conv(in_channels, net.conv1.out_channels, kernel_size=3, stride=1)
+        net.maxpool = nn.Identity()
+    elif in_channels != 3:
+        net.conv1 = _conv(in_channels, net.conv1.out_channels, kernel_size=7, stride=2)
+    return net, feature_dim
+
+
+def _efficientnet_b0(in_channels: int, small: bool) -> tuple[nn.Module, int]:
+    """torchvision EfficientNet-B0 without its classifier; small images get a stride-1 stem."""
+    from torchvision import models
+
+    net = models.efficientnet_b0(weights=None)
+    feature_dim = net.classifier[-1].in_features
+    net.classifier = nn.Identity()
+    stem = net.features[0]
+    if small or in_channels != 3:
+        stem[0] = _conv(in_channels, stem[0].out_channels, kernel_size=3, stride=1 if small else 2)
+    return net, feature_dim
+
+
+def _small_cnn(in_channels: int, small: bool) -> nn.Sequential:
+    """Four conv-BN-ReLU blocks (`block1`..`block4`), then global average pooling.
+
+    Blocks 2-4 halve the resolution, and so does block 1 from `SMALL_IMAGE_SIZE` pixels up. At
+    32 px the last block works on 4×4 maps; 8 px inputs (digits) reach 1×1, which padded convs
+    still accept.
+    """
+    blocks: dict[str, nn.Module] = {}
+    width_in = in_channels
+    for index, width in enumerate(SMALL_CNN_WIDTHS):
+        stride = 1 if index == 0 and small else 2
+        blocks[f"block{index + 1}"] = nn.Sequential(
+            _conv(width_in, width, kernel_size=3, stride=stride),
+            nn.BatchNorm2d(width),
+            nn.ReLU(inplace=True),
+        )
+        width_in = width
+    blocks["pool"] = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    return nn.Sequential(OrderedDict(blocks))

@@ -1,0 +1,255 @@
+"""The pretraining configuration: one flat dataclass, filled from defaults, a YAML preset,
+command-line options and `key=value` overrides, and checked in one place.
+
+Kept free of heavy imports so that argument errors answer at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+METHOD_NAMES = ("simclr", "barlow_twins", "vicreg", "simsiam", "supcon", "relic", "supervised")
+BACKBONE_NAMES = ("small-cnn", "resnet18", "resnet50", "efficientnet_b0")
+OPTIMIZER_NAMES = ("sgd", "lars", "adam", "adamw")
+PRECISIONS = ("32", "bf16", "16")
+LOGGERS = ("csv", "tensorboard", "wandb")
+
+
+class ConfigError(ValueError):
+    """A configuration value or key that cannot be used; the message is one line."""
+
+
+@dataclass
+class PretrainConfig:
+    """Everything `contrastkit pretrain` needs; the defaults train SimCLR on `digits` on a CPU."""
+
+    method: str = "simclr"
+    loss: str | None = None
+    loss_options: dict[str, Any] = field(default_factory=dict)
+    temperature: float | None = None
+    dataset: str = "digits"
+    data_dir: str | None = None
+    cache_dir: str | None = None
+    download: bool = False
+    image_size: int | None = None
+    backbone: str = "small-cnn"
+    projector_hidden_dim: int | None = None
+    projector_out_dim: int | None = None
+    predictor_hidden_dim: int | None = None
+    epochs: int = 30
+    batch_size: int = 256
+    optimizer: str = "sgd"
+    lr: float = 0.3
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+    warmup_epochs: float = 2.0
+    fixed_predictor_lr: bool = False
+    n_global: int = 2
+    n_local: int = 0
+    local_size: int | None = None
+    ema_base: float = 0.99
+    gamma_decay_steps: int = 0
+    probe: bool = True
+    probe_lr: float = 0.1
+    val_fraction: float = 0.1
+    seed: int = 0
+    out: str = "runs/pretrain"
+    resume: bool = False
+    accelerator: str = "auto"
+    devices: int = 1
+    num_nodes: int = 1
+    sync_batchnorm: bool = False
+    precision: str = "32"
+    channels_last: bool = True
+    compile: bool = False
+    loggers: str = "csv,tensorboard"
+    workers: int = 2
+    progress: bool = True
+
+    def validate(self) -> PretrainConfig:
+        """Raise ConfigError naming the first invalid value and what would be valid."""
+        from ..data.datasets import DATASET_NAMES
+        from ..losses import LOSS_MODULES
+        from ..methods.spec import METHODS
+
+        _choice("method", self.method, METHOD_NAMES)
+        spec = METHODS[self.method]
+        if self.loss is not None:
+            _choice("loss", self.loss, spec.losses, f" for method {self.method}")
+        _choice("dataset", self.dataset.lower().replace("_", "-"), DATASET_NAMES)
+        _choice("backbone", self.backbone, BACKBONE_NAMES)
+        _choice("optimizer", self.optimizer, OPTIMIZER_NAMES)
+        _choice("precision", self.precision, PRECISIONS)
+        for name in self.loggers.split(","):
+            _choice("loggers", name, LOGGERS)
+        for name in ("epochs", "batch_size", "devices", "num_nodes", "n_global"):
+            _at_least(name, getattr(self, name), 1)
+        for name in ("n_local", "workers", "gamma_decay_steps"):
+            _at_least(name, getattr(self, name), 0)
+        for name in ("lr", "weight_decay", "momentum", "warmup_epochs", "probe_lr"):
+            _at_least(name, getattr(self, name), 0)
+        if self.n_global + self.n_local < 2 and spec.pairing != "classify":
+            raise ConfigError(
+                f"views={self.n_global + self.n_local} (n_global + n_local): "
+                f"method {self.method} needs at least 2 views"
+            )
+        if spec.pairing != "classify" and self.batch_size < 2:
+            raise ConfigError(f"batch_size={self.batch_size}: contrastive training needs >= 2")
+        if self.temperature is not None and not self.temperature > 0:
+            raise ConfigError(f"temperature={self.temperature}: must be > 0")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ConfigError(f"val_fraction={self.val_fraction}: must be in [0, 1)")
+        if not 0.0 <= self.ema_base <= 1.0:
+            raise ConfigError(f"ema_base={self.ema_base}: must be in [0, 1]")
+        loss = self.loss or spec.default_loss
+        if loss in LOSS_MODULES:
+            self._check_loss_options(LOSS_MODULES[loss])
+        return self
+
+    def _check_loss_options(self, module: type) -> None:
+        import inspect
+
+        accepted = set(inspect.signature(module).parameters) - {"gather"}
+        for key in self.loss_options:
+            if key not in accepted:
+                raise ConfigError(
+                    f"unknown loss option {key!r} for {module.__name__}; "
+                    f"valid: {', '.join(sorted(accepted)) or 'none'}"
+                )
+        if self.temperature is not None and "temperature" not in accepted:
+            raise ConfigError(
+                f"temperature={self.temperature}: {module.__name__} has no temperature"
+            )
+
+    def loss_kwargs(self) -> dict[str, Any]:
+        """Loss constructor arguments: `loss_options` plus the `temperature` shortcut."""
+        kwargs = dict(self.loss_options)
+        if self.temperature is not None:
+            kwargs["temperature"] = self.temperature
+        return kwargs
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.out)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(PretrainConfig)}
+
+
+def _choice(name: str, value: str, valid: Iterable[str], context: str = "") -> None:
+    valid = tuple(valid)
+    if value not in valid:
+        raise ConfigError(f"unknown {name} {value!r}{context}; valid: {', '.join(valid)}")
+
+
+def _at_least(name: str, value: float, low: float) -> None:
+    if value < low:
+        raise ConfigError(f"{name}={value}: must be >= {low}")
+
+
+def _field_type(name: str) -> tuple[type, bool]:
+    """The concrete type of a field, and whether it may be None."""
+    hint = typing.get_type_hints(PretrainConfig)[name]
+    if isinstance(hint, types.UnionType):
+        args = typing.get_args(hint)
+        return next(t for t in args if t is not type(None)), type(None) in args
+    return typing.get_origin(hint) or hint, False
+
+
+def parse_value(name: str, raw: Any) -> Any:
+    """Convert a raw value (a YAML scalar or a command-line string) to field `name`'s type."""
+    if name.startswith("loss."):
+        return _scalar(raw)
+    if name not in FIELDS:
+        raise ConfigError(f"unknown config key {name!r}; valid: {', '.join(FIELDS)}, loss.<option>")
+    kind, optional = _field_type(name)
+    if raw is None or (isinstance(raw, str) and raw.lower() in ("none", "null")):
+        if not optional:
+            raise ConfigError(f"{name}=None: a value is required")
+        return None
+    if kind is dict:
+        if not isinstance(raw, Mapping):
+            raise ConfigError(f"{name}={raw!r}: expected a mapping")
+        return {str(k): _scalar(v) for k, v in raw.items()}
+    if kind is bool:
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).lower()
+        if text in ("true", "1", "yes", "on"):
+            return True
+        if text in ("false", "0", "no", "off"):
+            return False
+        raise ConfigError(f"{name}={raw!r}: expected true or false")
+    try:
+        if kind is int and isinstance(raw, float | str) and float(raw) != int(float(raw)):
+            raise ValueError
+        value = kind(float(raw)) if kind is int else kind(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}={raw!r}: expected {kind.__name__}") from None
+    if kind is float and value != value:  # NaN slips through every comparison
+        raise ConfigError(f"{name}={raw!r}: expected a number")
+    return value
+
+
+def _scalar(raw: Any) -> Any:
+    """A loss option value: numbers and booleans from text, anything else as given."""
+    if not isinstance(raw, str):
+        return raw
+    if raw.lower() in ("true", "false"):
+        return raw.lower() == "true"
+    try:
+        return float(raw) if any(c in raw for c in ".eE") or raw.lower() == "inf" else int(raw)
+    except ValueError:
+        return raw
+
+
+def load_preset(path: str | Path) -> dict[str, Any]:
+    """Read a YAML preset into raw key/value pairs."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        first = str(error).splitlines()[0]
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {first}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {str(path)!r} must hold a mapping of keys to values")
+    return data
+
+
+def parse_override(text: str) -> tuple[str, str]:
+    """Split `key=value`."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"override {text!r} must look like key=value")
+    return key.strip().replace("-", "_"), value.strip()
+
+
+def build_config(layers: Iterable[Mapping[str, Any]]) -> PretrainConfig:
+    """Defaults, then each layer of raw values in order (preset, options, overrides), checked."""
+    values: dict[str, Any] = {}
+    loss_options: dict[str, Any] = {}
+    for layer in layers:
+        for key, raw in layer.items():
+            key = key.replace("-", "_")
+            value = parse_value(key, raw)
+            if key.startswith("loss."):
+                loss_options[key.removeprefix("loss.")] = value
+            elif key == "loss_options":
+                loss_options.update(value)
+            else:
+                values[key] = value
+    config = PretrainConfig(**values, loss_options=loss_options)
+    return config.validate()

@@ -1,0 +1,183 @@
+"""The data of a pretraining run: training samples, the held-out split for the online probe,
+their augmentation, and the batch iterables that serve them on the training device."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+
+from ..data.augment import DATASETS, BatchAugment, simclr_views
+from ..data.datasets import InMemoryImages, StreamingImages, holdout_split, load_dataset
+from ..data.memory_loader import DeviceBatches
+from .config import PretrainConfig
+
+Images = InMemoryImages | StreamingImages
+
+# Augmentation presets (normalisation statistics, crop scale, flip) of each dataset name;
+# folder datasets use ImageNet's.
+_AUGMENT_PRESET = {
+    "digits": "digits",
+    "fashion-mnist": "fashion_mnist",
+    "cifar10": "cifar10",
+    "cifar100": "cifar100",
+    "stl10": "stl10",
+}
+
+
+@dataclass
+class PretrainData:
+    """Training samples, the probe's held-out samples, and what the models need to know."""
+
+    train: Images
+    val: Images | None
+    num_classes: int
+    channels: int
+    image_size: int
+    augment_preset: str
+
+    def augmentation(self, config: PretrainConfig) -> BatchAugment:
+        """SimCLR views of this dataset with the run's global and local crops."""
+        preset = DATASETS[self.augment_preset]
+        views = simclr_views(
+            self.image_size,
+            self.channels,
+            n_global=config.n_global,
+            n_local=config.n_local,
+            local_size=config.local_size,
+            global_scale=preset.scale,
+            flip_p=preset.flip_p,
+        )
+        return BatchAugment(views, mean=preset.mean, std=preset.std)
+
+    def normalization(self) -> tuple[Tensor, Tensor]:
+        """Per-channel mean and std (as (1, C, 1, 1) tensors) for un-augmented evaluation."""
+        preset = DATASETS[self.augment_preset]
+        return (
+            torch.tensor(preset.mean).view(1, -1, 1, 1),
+            torch.tensor(preset.std).view(1, -1, 1, 1),
+        )
+
+
+def load_pretrain_data(config: PretrainConfig) -> PretrainData:
+    """Load the training split and hold out the last `val_fraction` of each class for the probe.
+
+    STL-10 pretrains on its train and unlabeled splits together; the probe's held-out part comes
+    from the labelled train split only.
+    """
+    name = config.dataset.lower().replace("_", "-")
+    labelled = _load(config, name, "train")
+    if config.val_fraction > 0:
+        keep, held = holdout_split(labelled.labels, config.val_fraction)
+        train, val = labelled.subset(keep), labelled.subset(held)
+    else:
+        train, val = labelled, None
+    if name == "stl10":
+        unlabeled = _load(config, name, "unlabeled")
+        train = InMemoryImages(
+            torch.cat([train.images, unlabeled.images]),
+            torch.cat([train.labels, unlabeled.labels]),
+            train.classes,
+        )
+    sample, _ = train[0]
+    return PretrainData(
+        train=train,
+        val=val,
+        num_classes=len(labelled.classes),
+        channels=sample.shape[0],
+        image_size=sample.shape[-1],
+        augment_preset=_AUGMENT_PRESET.get(name, "imagenet"),
+    )
+
+
+def _load(config: PretrainConfig, name: str, split: str) -> Images:
+    return load_dataset(
+        name,
+        split,
+        config.data_dir,
+        cache_dir=config.cache_dir,
+        download=config.download,
+        image_size=config.image_size,
+        workers=config.workers or None,
+    )
+
+
+def epoch_seed(seed: int, epoch: int, rank: int) -> int:
+    """An independent 63-bit seed for each (run seed, epoch, rank)."""
+    state = np.random.SeedSequence([seed, epoch, rank]).generate_state(2, np.uint32)
+    return (int(state[0]) << 31) ^ int(state[1])
+
+
+class EpochBatches:
+    """Serve one epoch's shuffled (uint8 images, labels) batches, chosen by the epoch number.
+
+    The epoch is read from `epoch()` at each `iter()`, so a resumed run replays exactly the
+    epoch it was interrupted in. In-memory data lives on the device; folders stream through a
+    DataLoader with worker processes.
+    """
+
+    def __init__(
+        self,
+        images: Images,
+        batch_size: int,
+        device: torch.device,
+        seed: int,
+        epoch: Callable[[], int],
+        rank: int = 0,
+        world_size: int = 1,
+        shuffle: bool = True,
+        workers: int = 2,
+    ):
+        self.epoch, self.seed, self.shuffle = epoch, seed, shuffle
+        self.rank, self.world_size = rank, world_size
+        self.device = device
+        if isinstance(images, InMemoryImages):
+            self.source: Iterable = DeviceBatches(
+                images.images.to(device),
+                images.labels.to(device),
+                batch_size,
+                shuffle=shuffle,
+                drop_last=shuffle,
+                generator=torch.Generator().manual_seed(seed),
+                rank=rank,
+                world_size=world_size,
+            )
+        else:
+            self.source = self._streaming_loader(images, batch_size, workers)
+
+    def _streaming_loader(self, images: StreamingImages, batch_size: int, workers: int):
+        if self.world_size > 1:
+            sampler = DistributedSampler(
+                images, self.world_size, self.rank, shuffle=self.shuffle, seed=self.seed
+            )
+        else:
+            sampler = RandomSampler(images) if self.shuffle else None
+        return DataLoader(
+            images,
+            batch_size=batch_size,
+            sampler=sampler,
+            drop_last=self.shuffle,
+            num_workers=workers,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=workers > 0,
+        )
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        epoch = self.epoch()
+        if isinstance(self.source, DeviceBatches):
+            self.source.set_epoch(epoch)
+        elif isinstance(self.source.sampler, DistributedSampler):
+            self.source.sampler.set_epoch(epoch)
+        elif isinstance(self.source.sampler, RandomSampler):
+            self.source.sampler.generator = torch.Generator().manual_seed(
+                epoch_seed(self.seed, epoch, self.rank)
+            )
+        for images, labels in self.source:
+            yield images.to(self.device, non_blocking=True), labels.to(self.device)

@@ -1,0 +1,170 @@
+"""The one LightningModule that pretrains any method: augment, step, probe, log.
+
+It never names a loss: the method turns views into a loss and its components.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch import Tensor
+
+from .. import __version__
+from ..methods import Method
+from .config import PretrainConfig
+from .data import EpochBatches, PretrainData, epoch_seed
+from .optim import build_optimizer, split_decay_groups, warmup_cosine_scheduler
+from .probe import OnlineProbe, topk_correct
+
+
+class PretrainModule(L.LightningModule):
+    """Pretraining of `method` on `data` as `config` says, with an online linear probe."""
+
+    def __init__(self, config: PretrainConfig, method: Method, data: PretrainData):
+        super().__init__()
+        self.automatic_optimization = False  # the step also updates the EMA and the probe
+        self.config, self.method, self.data = config, method, data
+        self.augment = data.augmentation(config)
+        mean, std = data.normalization()
+        self.register_buffer("eval_mean", mean, persistent=False)
+        self.register_buffer("eval_std", std, persistent=False)
+        self.probe = (
+            OnlineProbe(method.backbone.feature_dim, data.num_classes, config.probe_lr)
+            if config.probe
+            else None
+        )
+        self._generator: torch.Generator | None = None
+        self._last_step_time: float | None = None
+
+    # --- data ---------------------------------------------------------------------------
+
+    def _batches(self, images, shuffle: bool) -> EpochBatches:
+        return EpochBatches(
+            images,
+            self.config.batch_size,
+            self.device,
+            seed=self.config.seed,
+            epoch=lambda: self.current_epoch,
+            rank=self.global_rank,
+            world_size=self.trainer.world_size,
+            shuffle=shuffle,
+            workers=self.config.workers,
+        )
+
+    def train_dataloader(self) -> EpochBatches:
+        return self._batches(self.data.train, shuffle=True)
+
+    def val_dataloader(self) -> EpochBatches | list:
+        return self._batches(self.data.val, shuffle=False) if self._probing else []
+
+    @property
+    def _probing(self) -> bool:
+        return self.probe is not None and self.data.val is not None
+
+    # --- optimisation -------------------------------------------------------------------
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        c = self.config
+        groups = []
+        for group in self.method.param_groups(c.fixed_predictor_lr):
+            groups += split_decay_groups(
+                group["named"], c.weight_decay, fixed_lr=group.get("fixed_lr", False)
+            )
+        optimizer = build_optimizer(c.optimizer, groups, c.lr, c.weight_decay, c.momentum)
+        total = int(self.trainer.estimated_stepping_batches)
+        warmup = round(c.warmup_epochs * total / c.epochs)
+        scheduler = warmup_cosine_scheduler(optimizer, total, warmup)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
+
+    def on_fit_start(self) -> None:
+        if self.probe is not None:
+            self.probe.to(self.device)
+
+    def on_train_epoch_start(self) -> None:
+        # Augmentation draws depend only on (seed, epoch, rank): resuming replays them exactly.
+        seed = epoch_seed(self.config.seed, self.current_epoch, self.global_rank)
+        self._generator = torch.Generator(self.device).manual_seed(seed)
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        images, labels = batch
+        optimizer, scheduler = self.optimizers(), self.lr_schedulers()
+        self.method.set_step(self.global_step, int(self.trainer.estimated_stepping_batches))
+        views = self.augment(images, generator=self._generator)
+        if self.config.channels_last and self.device.type == "cuda":
+            views = [v.contiguous(memory_format=torch.channels_last) for v in views]
+        out = self.method(views, labels if self.method.spec.needs_labels else None)
+        optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(out.loss)
+        optimizer.step()
+        scheduler.step()
+        self.method.after_optimizer_step()
+        self._log_step(out.loss, out.components, images.shape[0], optimizer)
+        if self.probe is not None:
+            probe_loss = self.probe.train_step(out.features, labels)
+            self.log("probe/loss", probe_loss, on_step=False, on_epoch=True)
+        return out.loss.detach()
+
+    def _log_step(self, loss: Tensor, components: dict[str, Tensor], batch: int, optimizer) -> None:
+        self.log("train/loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=True)
+        for name, value in components.items():
+            self.log(f"train/{name}", value, on_step=False, on_epoch=True)
+        self.log("train/lr", optimizer.param_groups[0]["lr"], on_step=True, on_epoch=False)
+        now = time.perf_counter()
+        if self._last_step_time is not None:
+            rate = batch * self.trainer.world_size / max(now - self._last_step_time, 1e-9)
+            self.log("img/s", rate, prog_bar=True, on_step=True, on_epoch=False)
+        self._last_step_time = now
+
+    def on_train_epoch_end(self) -> None:
+        self._last_step_time = None  # do not count validation time as step time
+
+    # --- online probe evaluation -------------------------------------------------------
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        images, labels = batch
+        inputs = (images.float() / 255 - self.eval_mean) / self.eval_std
+        logits = self.probe.predict(self.method.backbone(inputs))
+        n = labels.shape[0]
+        for k in (1, 5):
+            correct = topk_correct(logits, labels, k).float() / n
+            self.log(f"val/top{k}", correct, prog_bar=k == 1, batch_size=n, sync_dist=True)
+
+    # --- checkpoints --------------------------------------------------------------------
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["contrastkit"] = {
+            "version": __version__,
+            "config": self.config.to_dict(),
+            "backbone": self.method.backbone.name,
+            "feature_dim": self.method.backbone.feature_dim,
+            "num_classes": self.data.num_classes,
+            "channels": self.data.channels,
+            "image_size": self.data.image_size,
+        }
+        if self.probe is not None:
+            checkpoint["probe"] = self.probe.state_dict()
+        # Plain tensors and tuples only, so the checkpoint loads with weights_only=True.
+        kind, keys, position, has_gauss, gauss = np.random.get_state()
+        checkpoint["rng"] = {
+            "torch": torch.get_rng_state(),
+            "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, gauss),
+            "python": random.getstate(),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.probe is not None and "probe" in checkpoint:
+            self.probe.load_state_dict(checkpoint["probe"])
+        rng = checkpoint.get("rng")
+        if rng:
+            torch.set_rng_state(rng["torch"])
+            kind, keys, position, has_gauss, gauss = rng["numpy"]
+            np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, gauss))
+            random.setstate(rng["python"])

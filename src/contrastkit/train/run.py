@@ -1,0 +1,141 @@
+"""Assemble and run a pretraining: data, backbone, method, Lightning Trainer, checkpoints, logs."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
+
+from ..methods import build_method
+from ..models.backbones import build_backbone
+from .checkpoint_io import AtomicCheckpointIO
+from .config import ConfigError, PretrainConfig
+from .data import load_pretrain_data
+from .module import PretrainModule
+
+_PRECISION = {"32": "32-true", "bf16": "bf16-mixed", "16": "16-mixed"}
+
+
+@dataclass
+class PretrainResult:
+    """Where a finished run left its checkpoint and logs, and its last logged figures."""
+
+    checkpoint: Path
+    log_dir: Path
+    metrics: dict[str, float]
+
+
+def build_module(config: PretrainConfig) -> PretrainModule:
+    """The LightningModule for `config`: loads the data and builds backbone and method."""
+    data = load_pretrain_data(config)
+    backbone = build_backbone(config.backbone, data.image_size, data.channels)
+    projector = {
+        k: v
+        for k, v in (
+            ("hidden_dim", config.projector_hidden_dim),
+            ("out_dim", config.projector_out_dim),
+        )
+        if v is not None
+    }
+    method = build_method(
+        config.method,
+        backbone,
+        loss=config.loss,
+        loss_options=config.loss_kwargs(),
+        n_global=config.n_global,
+        num_classes=data.num_classes,
+        projector_options=projector,
+        predictor_options=(
+            {"hidden_dim": config.predictor_hidden_dim} if config.predictor_hidden_dim else None
+        ),
+        ema_base=config.ema_base,
+        gamma_decay_steps=config.gamma_decay_steps,
+    )
+    if config.compile:
+        method.backbone.compile()
+    return PretrainModule(config, method, data)
+
+
+def _accelerator(config: PretrainConfig) -> str:
+    if config.accelerator != "auto":
+        return config.accelerator
+    return "gpu" if torch.cuda.is_available() else "cpu"
+
+
+def _loggers(config: PretrainConfig) -> list[Logger]:
+    out = str(config.out_dir)
+    loggers: list[Logger] = []
+    for name in config.loggers.split(","):
+        if name == "csv":
+            loggers.append(CSVLogger(out, name="", version="logs"))
+        elif name == "tensorboard":
+            loggers.append(TensorBoardLogger(out, name="", version="tensorboard"))
+        elif name == "wandb":
+            if importlib.util.find_spec("wandb") is None:
+                raise ConfigError("loggers=wandb: wandb is not installed (pip install wandb)")
+            from lightning.pytorch.loggers import WandbLogger
+
+            loggers.append(WandbLogger(save_dir=out, project="contrastkit"))
+    return loggers
+
+
+def build_trainer(config: PretrainConfig, callbacks: Sequence[Callback] = ()) -> L.Trainer:
+    """A Lightning Trainer with atomic checkpoints every epoch, `last.ckpt`, and the loggers."""
+    accelerator = _accelerator(config)
+    if accelerator == "cpu" and config.precision != "32":
+        raise ConfigError(
+            f"precision={config.precision}: mixed precision runs only on a GPU "
+            "(bf16 on CPU is about 20x slower than fp32); use precision=32"
+        )
+    ranks = config.devices * config.num_nodes
+    checkpoints = ModelCheckpoint(
+        dirpath=config.out_dir,
+        filename="epoch{epoch:03d}",
+        auto_insert_metric_name=False,
+        save_last=True,
+        save_top_k=2,  # the two newest epochs, so a damaged file still leaves a good one
+        monitor="step",
+        mode="max",
+        every_n_epochs=1,
+        save_on_train_epoch_end=True,
+    )
+    return L.Trainer(
+        max_epochs=config.epochs,
+        accelerator=accelerator,
+        devices=config.devices,
+        num_nodes=config.num_nodes,
+        strategy="ddp" if ranks > 1 else "auto",
+        sync_batchnorm=config.sync_batchnorm,
+        precision=_PRECISION[config.precision],
+        logger=_loggers(config),
+        callbacks=[checkpoints, *callbacks],
+        plugins=[AtomicCheckpointIO()],
+        use_distributed_sampler=False,
+        enable_progress_bar=config.progress,
+        enable_model_summary=False,
+        log_every_n_steps=1,
+        deterministic=accelerator == "cpu",
+    )
+
+
+def pretrain(config: PretrainConfig, callbacks: Sequence[Callback] = ()) -> PretrainResult:
+    """Train as `config` says; with `resume`, continue from `out/last.ckpt`."""
+    last = config.out_dir / "last.ckpt"
+    if config.resume and not last.is_file():
+        raise ConfigError(f"resume=true but there is no checkpoint at {last}")
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    # Denormal floats appear in the small CNN's activations and gradients on digits and made
+    # each CPU step about 15x slower (1.4 s against 0.09 s at batch 256, measured); flushing
+    # them to zero changes nothing above 1e-38.
+    torch.set_flush_denormal(True)
+    trainer = build_trainer(config, callbacks)
+    module = build_module(config)
+    trainer.fit(module, ckpt_path=str(last) if config.resume else None)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    return PretrainResult(last, config.out_dir / "logs", metrics)

@@ -1,0 +1,140 @@
+"""Heads: exact layer layout of every preset, the general MLP, overrides and errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from contrastkit.models import HEAD_PRESETS, head_preset, projection_mlp
+from contrastkit.models import heads as heads_module
+
+Layer = tuple[object, ...]
+
+
+def layout(head: nn.Sequential) -> list[Layer]:
+    """One tuple per layer: ("linear", in, out, has_bias), ("bn", features, affine), ("relu",)."""
+    described: list[Layer] = []
+    for layer in head:
+        if isinstance(layer, nn.Linear):
+            described.append(
+                ("linear", layer.in_features, layer.out_features, layer.bias is not None)
+            )
+        elif isinstance(layer, nn.BatchNorm1d):
+            described.append(("bn", layer.num_features, layer.affine))
+        elif isinstance(layer, nn.ReLU):
+            described.append(("relu",))
+        else:
+            raise AssertionError(f"unexpected layer {layer}")
+    return described
+
+
+def hidden(in_dim: int, out_dim: int) -> list[Layer]:
+    """A Linear-BN-ReLU hidden layer (no Linear bias: the BN cancels it)."""
+    return [("linear", in_dim, out_dim, False), ("bn", out_dim, True), ("relu",)]
+
+
+SIMCLR = [*hidden(512, 2048), ("linear", 2048, 128, True)]
+EXPECTED = {
+    "simclr": (512, SIMCLR),
+    "dcl": (512, SIMCLR),
+    "dhel": (512, SIMCLR),
+    "barlow_twins": (
+        2048,
+        [*hidden(2048, 8192), *hidden(8192, 8192), ("linear", 8192, 8192, True)],
+    ),
+    "vicreg": (2048, [*hidden(2048, 8192), *hidden(8192, 8192), ("linear", 8192, 8192, True)]),
+    "simsiam": (
+        512,
+        [
+            *hidden(512, 2048),
+            *hidden(2048, 2048),
+            ("linear", 2048, 2048, False),
+            ("bn", 2048, False),
+        ],
+    ),
+    "simsiam_predictor": (2048, [*hidden(2048, 512), ("linear", 512, 2048, True)]),
+    "sigmoid": (2048, [*hidden(2048, 512), ("linear", 512, 64, True)]),
+    "supcon": (
+        512,
+        [("linear", 512, 512, True), ("relu",), ("linear", 512, 128, True)],
+    ),
+}
+
+
+def test_every_preset_is_tested_and_documented() -> None:
+    assert set(HEAD_PRESETS) == set(EXPECTED)
+    doc = heads_module.__doc__ or ""
+    assert all(name in doc for name in HEAD_PRESETS)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_preset_layout(name: str) -> None:
+    in_dim, expected = EXPECTED[name]
+    with torch.device("meta"):  # no memory or init cost for the 8192-wide layers
+        head = head_preset(name, in_dim)
+    assert layout(head) == expected
+
+
+def test_supcon_hidden_width_follows_the_feature_dim() -> None:
+    with torch.device("meta"):
+        head = head_preset("supcon", 2048)
+    assert layout(head)[0] == ("linear", 2048, 2048, True)
+
+
+def test_simsiam_predictor_is_a_512_bottleneck() -> None:
+    with torch.device("meta"):
+        head = head_preset("simsiam_predictor", 2048)
+    widths = [layer.out_features for layer in head if isinstance(layer, nn.Linear)]
+    assert widths == [512, 2048]
+
+
+def test_overrides_replace_preset_fields() -> None:
+    head = head_preset("simclr", 32, hidden_dim=16, out_dim=8, num_layers=3)
+    assert layout(head) == [*hidden(32, 16), *hidden(16, 16), ("linear", 16, 8, True)]
+
+
+def test_unknown_override_is_a_type_error() -> None:
+    with pytest.raises(TypeError, match="hidden_width"):
+        head_preset("simclr", 32, hidden_width=16)
+
+
+def test_unknown_preset_names_the_value_and_the_valid_names() -> None:
+    with pytest.raises(ValueError, match="'byol'") as error:
+        head_preset("byol", 32)
+    assert all(name in str(error.value) for name in HEAD_PRESETS)
+
+
+def test_mlp_without_batch_norm_keeps_biases() -> None:
+    head = projection_mlp(8, 16, 4, num_layers=2, batch_norm=False)
+    assert layout(head) == [("linear", 8, 16, True), ("relu",), ("linear", 16, 4, True)]
+
+
+def test_single_layer_mlp_is_one_linear_with_optional_output_bn() -> None:
+    assert layout(projection_mlp(8, 16, 4, num_layers=1)) == [("linear", 8, 4, True)]
+    assert layout(projection_mlp(8, 16, 4, num_layers=1, last_bn=True)) == [
+        ("linear", 8, 4, False),
+        ("bn", 4, False),
+    ]
+
+
+def test_mlp_maps_features_to_out_dim() -> None:
+    head = projection_mlp(8, 16, 4, num_layers=3, last_bn=True)
+    out = head(torch.randn(5, 8))
+    assert out.shape == (5, 4)
+    # The affine-free output BN standardises each dimension over the batch in training.
+    torch.testing.assert_close(out.mean(dim=0), torch.zeros(4), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "value"),
+    [
+        ({"num_layers": 0}, "0"),
+        ({"num_layers": 2, "hidden_dim": 0}, "hidden_dim"),
+        ({"num_layers": 2, "out_dim": -1}, "out_dim"),
+    ],
+)
+def test_bad_dimensions_are_rejected(kwargs: dict[str, int], value: str) -> None:
+    arguments = {"in_dim": 8, "hidden_dim": 16, "out_dim": 4} | kwargs
+    with pytest.raises(ValueError, match=value):
+        projection_mlp(**arguments)
