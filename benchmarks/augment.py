@@ -11,7 +11,9 @@ starting from uint8 images in host memory:
   input pipeline.
 
 Runs alternate between candidates; the table shows the median of the repeats, in images/s
-(each image yields 2 views) and views/s. Usage: ``.venv/bin/python benchmarks/augment.py``.
+(each image yields 2 views) and views/s. Usage: ``.venv/bin/python benchmarks/augment.py``;
+on a machine shared with other jobs, set ``OMP_WAIT_POLICY=PASSIVE`` or pass ``--threads 1``,
+as spin-waiting OpenMP threads make every multi-threaded candidate collapse there.
 """
 
 from __future__ import annotations

@@ -62,5 +62,5 @@ def test_resume_after_a_stop_reproduces_the_uninterrupted_run(tmp_path: Path, me
 
 
 def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="no checkpoint at .*last.ckpt"):
+    with pytest.raises(ConfigError, match=r"no checkpoint at .*last\.ckpt"):
         pretrain(_config(tmp_path / "empty", resume=True))

@@ -44,13 +44,13 @@ def uniformity(z: Tensor, t: float = 2.0, gather: bool = True) -> Tensor:
 class AlignmentLoss(nn.Module):
     """Module form of :func:`alignment`."""
 
-    def __init__(self, alpha: float = 2.0):
+    def __init__(self, alpha: float = 2.0, gather: bool = True):
         super().__init__()
         check_positive("alpha", alpha)
-        self.alpha = alpha
+        self.alpha, self.gather = alpha, gather
 
     def forward(self, z1: Tensor, z2: Tensor) -> Tensor:
-        return alignment(z1, z2, self.alpha)
+        return alignment(z1, z2, self.alpha, self.gather)
 
 
 class UniformityLoss(nn.Module):

@@ -20,7 +20,7 @@ from ._common import (
     normalize,
     own_columns,
 )
-from .distributed import gather_rows, row_offset
+from .distributed import gather_rows, is_gathering, row_offset
 
 
 @full_precision
@@ -57,9 +57,11 @@ def sigmoid_terms(
 
     if not with_kl:
         return {"pairwise": pairwise}
-    # Row i of logitsᵀ is column i of logits: scale·v_i·u_jᵀ + bias over all j.
+    # Row i of logitsᵀ is column i of logits: scale·v_i·u_jᵀ + bias over all j; across ranks
+    # the local rows of logitsᵀ need their own product with the gathered u.
     log_p_rows = F.log_softmax(logits, dim=1)
-    log_q_rows = F.log_softmax(scale * (v @ u_all.T) + bias, dim=1)
+    logits_t = scale * (v @ u_all.T) + bias if is_gathering(gather) else logits.T
+    log_q_rows = F.log_softmax(logits_t, dim=1)
     kl = F.kl_div(log_p_rows, log_q_rows, reduction="sum", log_target=True) / u.shape[0]
     return {"pairwise": pairwise, "kl": kl}
 

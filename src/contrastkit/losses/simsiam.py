@@ -27,5 +27,9 @@ def simsiam(p1: Tensor, p2: Tensor, z1: Tensor, z2: Tensor, gather: bool = True)
 class SimSiamLoss(nn.Module):
     """Module form of :func:`simsiam`."""
 
+    def __init__(self, gather: bool = True):
+        super().__init__()
+        self.gather = gather
+
     def forward(self, p1: Tensor, p2: Tensor, z1: Tensor, z2: Tensor) -> Tensor:
-        return simsiam(p1, p2, z1, z2)
+        return simsiam(p1, p2, z1, z2, self.gather)

@@ -16,6 +16,8 @@ class EMA(nn.Module):
     state_dict() do not list the online network twice.
     """
 
+    online: nn.Module
+
     def __init__(self, online: nn.Module) -> None:
         super().__init__()
         self.target = copy.deepcopy(online).requires_grad_(False)

@@ -1,0 +1,111 @@
+"""Every method trains: a few optimiser steps on tiny data lower its loss, with finite gradients."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from contrastkit.methods import CONTRASTIVE_LOSSES, METHODS, build_method, method_for_loss
+from contrastkit.methods.pairing import online_target_pairs, view_pairs
+from contrastkit.models.backbones import build_backbone
+
+SMALL_HEAD = {"hidden_dim": 64, "out_dim": 32}
+
+
+def _method(name: str, loss: str | None = None, **options):
+    torch.manual_seed(0)
+    backbone = build_backbone("small-cnn", 8, in_channels=1)
+    projector = None if name == "supervised" else SMALL_HEAD
+    return build_method(
+        name, backbone, loss=loss, num_classes=4, projector_options=projector, **options
+    )
+
+
+def _views(n_views: int = 2, batch: int = 32) -> tuple[list[torch.Tensor], torch.Tensor]:
+    generator = torch.Generator().manual_seed(1)
+    base = torch.randn(batch, 1, 8, 8, generator=generator)
+    views = [base + 0.3 * torch.randn(base.shape, generator=generator) for _ in range(n_views)]
+    return views, torch.arange(batch) % 4
+
+
+CASES = [("simclr", loss) for loss in CONTRASTIVE_LOSSES] + [
+    (name, None) for name in METHODS if name != "simclr"
+]
+
+
+@pytest.mark.parametrize(("name", "loss"), CASES)
+def test_a_few_steps_lower_the_loss_with_finite_gradients(name: str, loss: str | None) -> None:
+    method = _method(name, loss)
+    views, labels = _views(n_views=3 if name == "relic" else 2)
+    optimizer = torch.optim.Adam([p for p in method.parameters() if p.requires_grad], lr=1e-3)
+    losses = []
+    for step in range(12):
+        method.set_step(step, 12)
+        out = method(views, labels)
+        optimizer.zero_grad()
+        out.loss.backward()
+        grads = [p.grad for p in method.parameters() if p.grad is not None]
+        assert grads and all(torch.isfinite(g).all() for g in grads)
+        optimizer.step()
+        method.after_optimizer_step()
+        losses.append(out.loss.item())
+    assert losses[-1] < losses[0], losses
+    assert out.features.shape == (32, method.backbone.feature_dim)
+
+
+def test_views_meet_as_declared() -> None:
+    assert view_pairs(2, 2) == [(0, 1)]
+    assert view_pairs(4, 2) == [(0, 1), (0, 2), (0, 3), (1, 2), (1, 3)]
+    assert online_target_pairs(3, 2) == [(0, 1), (1, 0), (2, 0), (2, 1)]
+
+
+def test_relic_target_follows_the_cosine_momentum_schedule() -> None:
+    method = _method("relic", ema_base=0.9)
+    online = dict(method.target.online.named_parameters())
+    target = dict(method.target.target.named_parameters())
+    name = next(iter(online))
+    with torch.no_grad():
+        online[name].add_(1.0)
+    before = target[name].clone()
+    method.set_step(0, 10)  # momentum = base at step 0
+    method.after_optimizer_step()
+    torch.testing.assert_close(target[name], 0.9 * before + 0.1 * online[name])
+    assert not any(p.requires_grad for p in method.target.parameters())
+
+
+def test_relic_gamma_decays_with_the_cosine_schedule() -> None:
+    method = _method("relic", loss_options={"gamma": 2.0}, gamma_decay_steps=100)
+    method.set_step(0, 1000)
+    assert method.criterion.gamma == pytest.approx(2.0)
+    method.set_step(50, 1000)
+    assert method.criterion.gamma == pytest.approx(1.0)
+    method.set_step(100, 1000)
+    assert method.criterion.gamma == 0.0
+
+
+def test_simsiam_predictor_can_keep_a_fixed_learning_rate() -> None:
+    groups = _method("simsiam").param_groups(fixed_predictor_lr=True)
+    predictor = [g for g in groups if g.get("fixed_lr")]
+    assert len(predictor) == 1
+    assert all(name.startswith("predictor.") for name, _ in predictor[0]["named"])
+    others = {name for g in groups if not g.get("fixed_lr") for name, _ in g["named"]}
+    assert not any(name.startswith(("predictor.", "target.")) for name in others)
+
+
+def test_every_loss_maps_to_a_method() -> None:
+    assert {method_for_loss(loss) for loss in CONTRASTIVE_LOSSES} == {"simclr"}
+    assert method_for_loss("sigmoid") == "relic"
+    assert method_for_loss("barlow_twins") == "barlow_twins"
+    with pytest.raises(ValueError, match="'hinge'"):
+        method_for_loss("hinge")
+
+
+def test_a_loss_the_method_cannot_use_is_refused() -> None:
+    with pytest.raises(ValueError, match="cannot train with loss 'vicreg'"):
+        _method("simclr", "vicreg")
+
+
+def test_labels_are_required_where_the_method_needs_them() -> None:
+    views, _ = _views()
+    with pytest.raises(ValueError, match="needs labels"):
+        _method("supcon")(views, None)
