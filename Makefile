@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python benchmarks/losses.py --sizes 256,1024 --repeats 5
+	$(BIN)/contrastkit compare
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest
@@ -31,7 +31,9 @@ format: $(STAMP)
 	$(BIN)/ruff format src tests benchmarks
 
 bench: $(STAMP)
+	$(BIN)/pip install --quiet -e ".[bench]"
 	$(BIN)/python benchmarks/losses.py
+	$(BIN)/python benchmarks/augment.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -7,10 +7,14 @@ import argparse
 import inspect
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 from . import __version__
 from .train.config import FIELDS, ConfigError, build_config, load_preset, parse_override
+
+if TYPE_CHECKING:
+    from .compare import CompareSpec
 
 EXIT_BAD_INPUT = 2
 
@@ -52,9 +56,126 @@ def _pretrain(args: argparse.Namespace) -> int:
         result = pretrain(config)
     except (ConfigError, DatasetNotFoundError, CorruptImageError) as error:
         return _fail(str(error))
-    print(f"checkpoint: {result.checkpoint}")
-    print(f"logs: {result.log_dir}/metrics.csv (CSV), {config.out_dir}/tensorboard (TensorBoard)")
+    if result.is_main:  # under DDP every rank runs this command
+        print(f"checkpoint: {result.checkpoint}")
+        for kind, folder in result.log_dirs.items():
+            print(f"{kind} logs: {folder}")
     return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    """Run (or finish) a comparison grid and print its table."""
+    from .compare import CompareSpec, parse_list
+    from .data.datasets import CorruptImageError, DatasetNotFoundError
+    from .fileio import FolderBusyError
+
+    try:
+        seeds = parse_list(args.seeds, int) if args.seeds else None
+    except ValueError:
+        return _fail(f"--seeds {args.seeds!r}: expected comma-separated whole numbers")
+    try:
+        overrides = dict(parse_override(item) for item in args.overrides)
+        spec = CompareSpec(
+            **{
+                key: value
+                for key, value in (
+                    ("losses", parse_list(args.losses) if args.losses else None),
+                    ("dataset", args.dataset),
+                    ("data_dir", args.data_dir),
+                    ("backbone", args.backbone),
+                    ("epochs", _positive_int("epochs", args.epochs)),
+                    ("batch_size", _positive_int("batch-size", args.batch_size)),
+                    ("seeds", seeds),
+                    ("protocols", parse_list(args.protocol) if args.protocol else None),
+                    ("out", args.out),
+                )
+                if value is not None
+            },
+            overrides=overrides,
+        )
+        _check_compare(spec)
+        from .compare import run_grid
+
+        _, table = run_grid(spec, log=lambda line: print(f"[compare] {line}", flush=True))
+    except (ConfigError, DatasetNotFoundError, CorruptImageError, FolderBusyError) as error:
+        return _fail(str(error))
+    print(table.read_text())
+    print(f"results: {table.parent}/results.md, results.csv, results.json and PNG plots")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    """Run one protocol on a checkpoint; print one line and write the JSON."""
+    from .data.datasets import CorruptImageError, DatasetNotFoundError
+    from .eval import EvaluationError, evaluate
+
+    try:
+        result = evaluate(
+            args.checkpoint,
+            args.protocol,
+            features=args.features,
+            dataset=args.dataset,
+            data_dir=args.data_dir,
+            out=args.out,
+        )
+    except (EvaluationError, DatasetNotFoundError, CorruptImageError) as error:
+        return _fail(str(error))
+    extras = ", ".join(
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+        for k, v in result.items()
+        if k not in ("protocol", "features", "top1", "top5", "checkpoint", "out")
+    )
+    print(
+        f"{result['protocol']} ({result['features']}): top1={result['top1']:.4f} "
+        f"top5={result['top5']:.4f} {extras}"
+    )
+    print(f"written: {result['out']}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    """Write the backbone's state dict alone, for plain torchvision code."""
+    from .eval import EvaluationError
+    from .export import export_backbone
+
+    try:
+        path = export_backbone(args.checkpoint, args.out)
+    except EvaluationError as error:
+        return _fail(str(error))
+    print(f"backbone weights: {path}")
+    return 0
+
+
+def _positive_int(name: str, raw: str | None) -> int | None:
+    if raw is None:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"--{name} {raw!r}: expected a whole number") from None
+    if value < 1:
+        raise ConfigError(f"--{name} {value}: must be >= 1")
+    return value
+
+
+def _check_compare(spec: CompareSpec) -> None:
+    """Refuse unknown losses, protocols and pretraining settings before any work starts."""
+    from .compare.grid import Entry, pretrain_values
+    from .eval import PROTOCOLS
+    from .methods import method_for_loss
+
+    for loss in spec.losses:
+        try:
+            method_for_loss(loss)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+    for protocol in spec.protocols:
+        if protocol not in PROTOCOLS:
+            raise ConfigError(f"unknown protocol {protocol!r}; valid: {', '.join(PROTOCOLS)}")
+    if not spec.losses or not spec.seeds or not spec.protocols:
+        raise ConfigError("--losses, --seeds and --protocol each need at least one value")
+    for row in (*spec.losses, "supervised"):
+        build_config([pretrain_values(spec, Entry(row, spec.seeds[0], Path(spec.out)))])
 
 
 def _add_config_options(parser: argparse.ArgumentParser) -> None:
@@ -89,6 +210,48 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_options(train)
     train.add_argument("overrides", nargs="*", metavar="key=value")
     train.set_defaults(run=_pretrain)
+
+    compare = commands.add_parser(
+        "compare",
+        help="pretrain several losses under one budget and tabulate them (default: digits)",
+        description="Pretrain each loss, plus an untrained and a supervised baseline, evaluate "
+        "them alike and write results.md/.csv/.json and plots. Rerunning skips finished work. "
+        "key=value pairs are pretraining settings applied to every run.",
+    )
+    compare.add_argument("--losses", help="comma-separated (default: all ten)")
+    compare.add_argument("--dataset")
+    compare.add_argument("--data-dir")
+    compare.add_argument("--backbone")
+    compare.add_argument("--epochs")
+    compare.add_argument("--batch-size")
+    compare.add_argument("--seeds", help="comma-separated, e.g. 0,1,2")
+    compare.add_argument("--protocol", help="comma-separated; the first gives Top-1/Top-5")
+    compare.add_argument("--out", help="output folder (default runs/compare)")
+    compare.add_argument("overrides", nargs="*", metavar="key=value")
+    compare.set_defaults(run=_compare)
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="evaluate a checkpoint (linear, logreg, knn, finetune, metrics)",
+        description="Evaluate a checkpoint (or random:<backbone>) on the dataset it was "
+        "trained on, print one line of results and write them as JSON.",
+    )
+    evaluate.add_argument("--checkpoint", required=True, help="a .ckpt, or random:<backbone>")
+    evaluate.add_argument(
+        "--protocol", required=True, choices=("linear", "logreg", "knn", "finetune", "metrics")
+    )
+    evaluate.add_argument("--features", default="backbone", choices=("backbone", "projector"))
+    evaluate.add_argument("--dataset")
+    evaluate.add_argument("--data-dir")
+    evaluate.add_argument("--out", help="JSON path (default: beside the checkpoint)")
+    evaluate.set_defaults(run=_evaluate)
+
+    export = commands.add_parser(
+        "export", help="write a checkpoint's backbone weights alone (torchvision names)"
+    )
+    export.add_argument("--checkpoint", required=True)
+    export.add_argument("--out", required=True, help="output .pt file")
+    export.set_defaults(run=_export)
     return parser
 
 

@@ -95,3 +95,4 @@ def test_pretrain_writes_a_checkpoint_and_says_where(tmp_path: Path) -> None:
     assert (out / "last.ckpt").is_file()
     assert (out / "logs" / "metrics.csv").is_file()
     assert any((out / "tensorboard").iterdir())
+    assert f"csv logs: {out / 'logs'}" in result.stdout

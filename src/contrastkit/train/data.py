@@ -20,13 +20,18 @@ Images = InMemoryImages | StreamingImages
 
 # Augmentation presets (normalisation statistics, crop scale, flip) of each dataset name;
 # folder datasets use ImageNet's.
-_AUGMENT_PRESET = {
+_AUGMENT_PRESETS = {
     "digits": "digits",
     "fashion-mnist": "fashion_mnist",
     "cifar10": "cifar10",
     "cifar100": "cifar100",
     "stl10": "stl10",
 }
+
+
+def augment_preset(dataset: str) -> str:
+    """The augmentation preset (normalisation, crop scale, flip) of a dataset name."""
+    return _AUGMENT_PRESETS.get(dataset.lower().replace("_", "-"), "imagenet")
 
 
 @dataclass
@@ -90,7 +95,7 @@ def load_pretrain_data(config: PretrainConfig) -> PretrainData:
         num_classes=len(labelled.classes),
         channels=sample.shape[0],
         image_size=sample.shape[-1],
-        augment_preset=_AUGMENT_PRESET.get(name, "imagenet"),
+        augment_preset=augment_preset(name),
     )
 
 

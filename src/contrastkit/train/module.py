@@ -40,6 +40,7 @@ class PretrainModule(L.LightningModule):
         )
         self._generator: torch.Generator | None = None
         self._last_step_time: float | None = None
+        self._epoch_start = 0.0
 
     # --- data ---------------------------------------------------------------------------
 
@@ -87,8 +88,16 @@ class PretrainModule(L.LightningModule):
     def on_fit_start(self) -> None:
         if self.probe is not None:
             self.probe.to(self.device)
+        if self._channels_last:
+            self.method.to(memory_format=torch.channels_last)
+
+    @property
+    def _channels_last(self) -> bool:
+        """Channels-last convolutions, on a GPU only (tensor cores want NHWC)."""
+        return self.config.channels_last and self.device.type == "cuda"
 
     def on_train_epoch_start(self) -> None:
+        self._epoch_start = time.perf_counter()
         # Augmentation draws depend only on (seed, epoch, rank): resuming replays them exactly.
         seed = epoch_seed(self.config.seed, self.current_epoch, self.global_rank)
         self._generator = torch.Generator(self.device).manual_seed(seed)
@@ -98,24 +107,26 @@ class PretrainModule(L.LightningModule):
         optimizer, scheduler = self.optimizers(), self.lr_schedulers()
         self.method.set_step(self.global_step, int(self.trainer.estimated_stepping_batches))
         views = self.augment(images, generator=self._generator)
-        if self.config.channels_last and self.device.type == "cuda":
+        if self._channels_last:
             views = [v.contiguous(memory_format=torch.channels_last) for v in views]
         out = self.method(views, labels if self.method.spec.needs_labels else None)
+        self._log_step(out.loss, out.components, images.shape[0], optimizer)  # lr of this step
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(out.loss)
         optimizer.step()
         scheduler.step()
         self.method.after_optimizer_step()
-        self._log_step(out.loss, out.components, images.shape[0], optimizer)
         if self.probe is not None:
             probe_loss = self.probe.train_step(out.features, labels)
-            self.log("probe/loss", probe_loss, on_step=False, on_epoch=True)
+            self.log("probe/loss", probe_loss, on_step=False, on_epoch=True, sync_dist=True)
         return out.loss.detach()
 
     def _log_step(self, loss: Tensor, components: dict[str, Tensor], batch: int, optimizer) -> None:
-        self.log("train/loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=True)
+        self.log(
+            "train/loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=True, sync_dist=True
+        )
         for name, value in components.items():
-            self.log(f"train/{name}", value, on_step=False, on_epoch=True)
+            self.log(f"train/{name}", value, on_step=False, on_epoch=True, sync_dist=True)
         self.log("train/lr", optimizer.param_groups[0]["lr"], on_step=True, on_epoch=False)
         now = time.perf_counter()
         if self._last_step_time is not None:
@@ -125,6 +136,8 @@ class PretrainModule(L.LightningModule):
 
     def on_train_epoch_end(self) -> None:
         self._last_step_time = None  # do not count validation time as step time
+        seconds = time.perf_counter() - self._epoch_start
+        self.log("time/epoch_s", seconds, on_epoch=True, sync_dist=True)
 
     # --- online probe evaluation -------------------------------------------------------
 

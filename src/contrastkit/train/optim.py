@@ -104,7 +104,8 @@ def build_optimizer(
 def warmup_cosine(
     step: int, total_steps: int, warmup_steps: int, final_ratio: float = 0.0
 ) -> float:
-    """Learning-rate multiplier: linear warm-up from 0, then a half cosine to `final_ratio`."""
+    """Learning-rate multiplier: linear warm-up (step s of it gets (s+1)/warmup_steps), then a
+    half cosine from 1 to `final_ratio` over the remaining steps."""
     if warmup_steps > 0 and step < warmup_steps:
         return (step + 1) / warmup_steps
     decay_steps = max(1, total_steps - warmup_steps)

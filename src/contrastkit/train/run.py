@@ -11,12 +11,14 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
+from lightning.pytorch.plugins import LayerSync
+from torch import nn
 
-from ..methods import build_method
-from ..models.backbones import build_backbone
+from ..models.sync_batchnorm import convert_sync_batchnorm
 from .checkpoint_io import AtomicCheckpointIO
 from .config import ConfigError, PretrainConfig
 from .data import load_pretrain_data
+from .factory import method_from_config
 from .module import PretrainModule
 
 _PRECISION = {"32": "32-true", "bf16": "bf16-mixed", "16": "16-mixed"}
@@ -27,36 +29,15 @@ class PretrainResult:
     """Where a finished run left its checkpoint and logs, and its last logged figures."""
 
     checkpoint: Path
-    log_dir: Path
+    log_dirs: dict[str, Path]
     metrics: dict[str, float]
+    is_main: bool
 
 
 def build_module(config: PretrainConfig) -> PretrainModule:
     """The LightningModule for `config`: loads the data and builds backbone and method."""
     data = load_pretrain_data(config)
-    backbone = build_backbone(config.backbone, data.image_size, data.channels)
-    projector = {
-        k: v
-        for k, v in (
-            ("hidden_dim", config.projector_hidden_dim),
-            ("out_dim", config.projector_out_dim),
-        )
-        if v is not None
-    }
-    method = build_method(
-        config.method,
-        backbone,
-        loss=config.loss,
-        loss_options=config.loss_kwargs(),
-        n_global=config.n_global,
-        num_classes=data.num_classes,
-        projector_options=projector,
-        predictor_options=(
-            {"hidden_dim": config.predictor_hidden_dim} if config.predictor_hidden_dim else None
-        ),
-        ema_base=config.ema_base,
-        gamma_decay_steps=config.gamma_decay_steps,
-    )
+    method = method_from_config(config, data.image_size, data.channels, data.num_classes)
     if config.compile:
         method.backbone.compile()
     return PretrainModule(config, method, data)
@@ -66,6 +47,16 @@ def _accelerator(config: PretrainConfig) -> str:
     if config.accelerator != "auto":
         return config.accelerator
     return "gpu" if torch.cuda.is_available() else "cpu"
+
+
+class CPUSyncBatchNorm(LayerSync):
+    """Lightning plugin that swaps batch norms for contrastkit's all-device SyncBatchNorm."""
+
+    def apply(self, model: nn.Module) -> nn.Module:
+        return convert_sync_batchnorm(model)
+
+    def revert(self, model: nn.Module) -> nn.Module:
+        return model  # the layer equals BatchNorm outside distributed training
 
 
 def _check_precision(config: PretrainConfig) -> None:
@@ -115,11 +106,15 @@ def build_trainer(config: PretrainConfig, callbacks: Sequence[Callback] = ()) ->
         devices=config.devices,
         num_nodes=config.num_nodes,
         strategy="ddp" if ranks > 1 else "auto",
-        sync_batchnorm=config.sync_batchnorm,
+        # torch's SyncBatchNorm is CUDA-only; CPU ranks get ours through a LayerSync plugin.
+        sync_batchnorm=config.sync_batchnorm and accelerator != "cpu",
         precision=_PRECISION[config.precision],
         logger=_loggers(config),
         callbacks=[checkpoints, *callbacks],
-        plugins=[AtomicCheckpointIO()],
+        plugins=[
+            AtomicCheckpointIO(),
+            *([CPUSyncBatchNorm()] if config.sync_batchnorm and accelerator == "cpu" else []),
+        ],
         use_distributed_sampler=False,
         enable_progress_bar=config.progress,
         enable_model_summary=False,
@@ -143,4 +138,6 @@ def pretrain(config: PretrainConfig, callbacks: Sequence[Callback] = ()) -> Pret
     trainer = build_trainer(config, callbacks)
     trainer.fit(module, ckpt_path=str(last) if config.resume else None)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-    return PretrainResult(last, config.out_dir / "logs", metrics)
+    folders = {"csv": "logs", "tensorboard": "tensorboard", "wandb": "wandb"}
+    logs = {name: config.out_dir / folders[name] for name in config.loggers.split(",")}
+    return PretrainResult(last, logs, metrics, trainer.is_global_zero)

@@ -1,0 +1,173 @@
+"""The comparison's results: one row per loss (and baseline), as Markdown, CSV and JSON."""
+
+from __future__ import annotations
+
+import csv
+import io
+import platform
+import statistics
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from ..fileio import atomic_write_json, atomic_write_text
+from .grid import BASELINES, CompareSpec
+
+PROBE_FRACTION = 0.9  # "epochs to reach 90% of the final online-probe accuracy"
+
+
+def epochs_to_fraction(curve: list[float], fraction: float = PROBE_FRACTION) -> int | None:
+    """First epoch (1-based) whose probe accuracy reaches `fraction` of the final one."""
+    if not curve:
+        return None
+    target = fraction * curve[-1]
+    return next(i + 1 for i, value in enumerate(curve) if value >= target)
+
+
+def _mean_std(values: list[float]) -> tuple[float, float] | None:
+    values = [v for v in values if v is not None]
+    if not values:
+        return None
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def summarize(spec: CompareSpec, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Aggregate the seeds of each row: mean and standard deviation of every figure."""
+    headline = spec.protocols[0]
+    rows = []
+    for name in spec.rows():
+        every = [r for r in records if r["row"] == name]
+        mine = [r for r in every if "error" not in r]
+        figures: dict[str, Any] = {"row": name, "seeds": len(mine)}
+        figures["failed"] = [r["error"] for r in every if "error" in r]
+        figures["top1"] = _mean_std([r["results"][headline]["top1"] for r in mine])
+        figures["top5"] = _mean_std([r["results"][headline]["top5"] for r in mine])
+        for protocol in spec.protocols[1:]:
+            figures[f"{protocol}_top1"] = _mean_std([r["results"][protocol]["top1"] for r in mine])
+        metrics = [r["results"]["metrics"] for r in mine]
+        for key in ("uniformity", "alignment", "effective_rank"):
+            figures[key] = _mean_std([m[key] for m in metrics])
+        seconds = [statistics.fmean(r["epoch_seconds"]) for r in mine if r["epoch_seconds"]]
+        figures["epoch_seconds"] = _mean_std(seconds)
+        to_90 = [epochs_to_fraction(r["probe_top1"]) for r in mine if r["probe_top1"]]
+        figures["epochs_to_90"] = _mean_std(to_90)
+        rows.append(figures)
+    _add_notes(rows)
+    return rows
+
+
+def _add_notes(rows: list[dict[str, Any]]) -> None:
+    """Short, factual notes: best and fastest among the losses, and collapsed encoders."""
+    losses = [r for r in rows if r["row"] not in BASELINES and r["top1"]]
+    for row in rows:
+        row["notes"] = []
+    if losses:
+        max(losses, key=lambda r: r["top1"][0])["notes"].append("best top-1")
+        timed = [r for r in losses if r["epoch_seconds"]]
+        if timed:
+            min(timed, key=lambda r: r["epoch_seconds"][0])["notes"].append("fastest epoch")
+        converged = [r for r in losses if r["epochs_to_90"]]
+        if converged:
+            min(converged, key=lambda r: r["epochs_to_90"][0])["notes"].append("fastest to 90%")
+    for row in rows:
+        if row["failed"]:
+            row["notes"].append(f"{len(row['failed'])} run(s) diverged: non-finite features")
+        if row["effective_rank"] and row["effective_rank"][0] < 2.0:
+            row["notes"].append(f"collapsed (effective rank {row['effective_rank'][0]:.1f})")
+        if row["row"] == "random":
+            row["notes"].append("untrained encoder")
+        elif row["row"] == "supervised":
+            row["notes"].append("cross-entropy with labels")
+
+
+def _fmt(value: tuple[float, float] | None, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    mean, std = value
+    return f"{mean:.{digits}f} ± {std:.{digits}f}" if std else f"{mean:.{digits}f}"
+
+
+def markdown_table(spec: CompareSpec, rows: list[dict[str, Any]]) -> str:
+    """The seed's table (Loss | Top-1 | Top-5 | notes) with the extra figures between."""
+    headline = spec.protocols[0]
+    extra = [f"{p} top-1" for p in spec.protocols[1:]]
+    header = [
+        "Loss",
+        f"Top-1 ({headline})",
+        f"Top-5 ({headline})",
+        *extra,
+        "s/epoch",
+        "epochs to 90%",
+        "uniformity",
+        "alignment",
+        "notes",
+    ]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        cells = [
+            row["row"],
+            _fmt(row["top1"]),
+            _fmt(row["top5"]),
+            *[_fmt(row[f"{p}_top1"]) for p in spec.protocols[1:]],
+            _fmt(row["epoch_seconds"], 2),
+            _fmt(row["epochs_to_90"], 1),
+            _fmt(row["uniformity"], 2),
+            _fmt(row["alignment"], 2),
+            "; ".join(row["notes"]) or "-",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _csv_text(rows: list[dict[str, Any]]) -> str:
+    keys = [k for k in rows[0] if k not in ("row", "seeds", "notes", "failed")]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["row", "seeds", *(f"{k}_{s}" for k in keys for s in ("mean", "std")), "notes"])
+    for row in rows:
+        cells: list[Any] = [row["row"], row["seeds"]]
+        for key in keys:
+            cells += list(row[key]) if row[key] else ["", ""]
+        writer.writerow([*cells, "; ".join(row["notes"])])
+    return buffer.getvalue()
+
+
+def versions() -> dict[str, str]:
+    """Versions of what produced the figures, for reproducing them."""
+    import lightning
+    import torch
+
+    from .. import __version__
+
+    return {
+        "contrastkit": __version__,
+        "torch": torch.__version__,
+        "lightning": lightning.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+    }
+
+
+def write_reports(spec: CompareSpec, records: list[dict[str, Any]]) -> Path:
+    """Write results.md, results.csv, results.json and the plots; return the Markdown path."""
+    from .plots import write_plots
+
+    out = Path(spec.out)
+    rows = summarize(spec, records)
+    plots = write_plots(spec, records, rows)
+    intro = (
+        f"# Loss comparison: {spec.dataset}, {spec.backbone}, {spec.epochs} epochs, "
+        f"batch {spec.batch_size}, seeds {', '.join(map(str, spec.seeds))}\n\n"
+        f"Top-1/Top-5: `{spec.protocols[0]}` protocol on the test split; uniformity and "
+        "alignment of the test features (Wang & Isola); epochs to 90%: first epoch whose online "
+        "probe reaches 90% of its final held-out accuracy.\n\n"
+    )
+    table = markdown_table(spec, rows)
+    figures = "".join(f"\n![{p.stem}]({p.name})\n" for p in plots)
+    atomic_write_text(out / "results.md", intro + table + figures)
+    atomic_write_text(out / "results.csv", _csv_text(rows))
+    atomic_write_json(
+        out / "results.json",
+        {"spec": asdict(spec), "versions": versions(), "rows": rows, "records": records},
+    )
+    return out / "results.md"

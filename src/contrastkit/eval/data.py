@@ -1,0 +1,66 @@
+"""The evaluation data of an encoder: its splits, their normalisation and their batches."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader
+
+from ..data import InMemoryImages, StreamingImages, load_dataset
+from ..train.data import PretrainData, augment_preset
+from .errors import EvaluationError
+
+Images = InMemoryImages | StreamingImages
+
+
+def canonical(dataset: str) -> str:
+    """A dataset name as the loaders spell it (fashion_mnist and fashion-mnist alike)."""
+    return dataset.lower().replace("_", "-")
+
+
+def load_split(
+    dataset: str, split: str, data_dir: str | None, cache_dir: Path, resize: int | None
+) -> Images:
+    """Split `split` of `dataset`; a missing or unreadable dataset raises EvaluationError."""
+    try:
+        return load_dataset(dataset, split, data_dir, cache_dir=cache_dir, image_size=resize)
+    except ValueError as error:  # DatasetNotFoundError, CorruptImageError, bad name or split
+        raise EvaluationError(str(error)) from None
+
+
+def recipe(
+    dataset: str, images: Images, num_classes: int, channels: int, image_size: int
+) -> PretrainData:
+    """Pretraining's recipe for `images` of `dataset`: its normalisation and SimCLR views."""
+    return PretrainData(
+        train=images,
+        val=None,
+        num_classes=num_classes,
+        channels=channels,
+        image_size=image_size,
+        augment_preset=augment_preset(dataset),
+    )
+
+
+def normalize(images: Tensor, data: PretrainData) -> Tensor:
+    """uint8 (B, C, H, W) images as float32 in [0, 1], standardised per channel as in training."""
+    mean, std = (t.to(images.device) for t in data.normalization())
+    return (images.float() / 255 - mean) / std
+
+
+def batches(
+    images: Images, batch_size: int, indices: Tensor | None = None
+) -> Iterator[tuple[Tensor, Tensor]]:
+    """(uint8 images, labels) CPU batches of `images`, or of `indices` in their order."""
+    if isinstance(images, InMemoryImages):
+        order = torch.arange(len(images)) if indices is None else indices
+        for start in range(0, len(order), batch_size):
+            chosen = order[start : start + batch_size]
+            yield images.images[chosen], images.labels[chosen]
+        return
+    subset = images if indices is None else images.subset(indices)
+    yield from DataLoader(subset, batch_size=batch_size, num_workers=min(8, os.cpu_count() or 1))

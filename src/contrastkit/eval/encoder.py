@@ -1,0 +1,236 @@
+"""The encoder under evaluation: a pretraining checkpoint's backbone and projector, or a random
+backbone, together with the facts of the data it is evaluated on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..data import default_cache_dir
+from ..methods import Method
+from ..models.backbones import BACKBONES, Backbone, build_backbone
+from ..train.config import PretrainConfig
+from ..train.data import PretrainData
+from ..train.factory import method_from_config
+from .data import Images, canonical, load_split, recipe
+from .errors import EvaluationError
+
+RANDOM_PREFIX = "random:"
+"""`random:<backbone>` specs name an untrained backbone: the floor every method should beat."""
+
+_METADATA = ("config", "channels", "image_size", "num_classes")
+
+
+@dataclass
+class Encoder:
+    """A backbone, its projector (None for random and supervised encoders), and the data facts.
+
+    `identity` names the weights in the feature cache: the checkpoint's resolved path, mtime and
+    size, or `random:<backbone>:<seed>`. `resize` is the `image_size` to load the data with (as
+    in pretraining; None keeps the stored size).
+    """
+
+    backbone: Backbone
+    projector: nn.Module | None
+    spec: str
+    checkpoint: Path | None
+    identity: str
+    method: str | None
+    dataset: str
+    data_dir: str | None
+    cache_dir: Path
+    resize: int | None
+    image_size: int
+    channels: int
+    num_classes: int
+
+    def load(self, split: str) -> Images:
+        """Split `split` of the evaluation dataset."""
+        return load_split(self.dataset, split, self.data_dir, self.cache_dir, self.resize)
+
+    def recipe(self, images: Images) -> PretrainData:
+        """Pretraining's normalisation and augmentation for `images` of the dataset."""
+        return recipe(self.dataset, images, self.num_classes, self.channels, self.image_size)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.backbone.parameters()).device
+
+
+def load_encoder(
+    spec: str, dataset: str | None = None, data_dir: str | None = None, *, seed: int = 0
+) -> Encoder:
+    """The encoder `spec` names: a checkpoint path or `random:<backbone>`, in eval mode.
+
+    `dataset` and `data_dir` default to the checkpoint's pretraining data (digits for random
+    backbones, initialised from `seed`). Raises EvaluationError naming the file and the problem.
+    """
+    if spec.startswith(RANDOM_PREFIX):
+        encoder = _random_encoder(spec, dataset or "digits", data_dir, seed)
+    else:
+        encoder = _checkpoint_encoder(spec, dataset, data_dir)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    encoder.backbone.to(device).eval()
+    if encoder.projector is not None:
+        encoder.projector.to(device).eval()
+    return encoder
+
+
+def _random_encoder(spec: str, dataset: str, data_dir: str | None, seed: int) -> Encoder:
+    name = spec.removeprefix(RANDOM_PREFIX)
+    if name not in BACKBONES:
+        raise EvaluationError(f"{spec}: unknown backbone {name!r}; valid: {', '.join(BACKBONES)}")
+    cache_dir = default_cache_dir()
+    image_size, channels, num_classes = _data_facts(dataset, data_dir, cache_dir)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        backbone = build_backbone(name, image_size, channels)
+    return Encoder(
+        backbone=backbone,
+        projector=None,
+        spec=spec,
+        checkpoint=None,
+        identity=f"{RANDOM_PREFIX}{name}:{seed}",
+        method=None,
+        dataset=canonical(dataset),
+        data_dir=data_dir,
+        cache_dir=cache_dir,
+        resize=None,
+        image_size=image_size,
+        channels=channels,
+        num_classes=num_classes,
+    )
+
+
+def _checkpoint_encoder(spec: str, dataset: str | None, data_dir: str | None) -> Encoder:
+    path = Path(spec).expanduser()
+    if not path.is_file():
+        raise EvaluationError(f"{path}: no such checkpoint file")
+    stat = path.stat()
+    checkpoint = _read(path)
+    meta = checkpoint["contrastkit"]
+    config = _config(path, meta["config"])
+    method = _rebuild(path, config, meta)
+    _load_weights(path, method, checkpoint["state_dict"], config)
+
+    cache_dir = Path(config.cache_dir or default_cache_dir()).expanduser()
+    own = dataset is None or canonical(dataset) == canonical(config.dataset)
+    if own:
+        name, resize = config.dataset, config.image_size
+        data_dir = data_dir if data_dir is not None else config.data_dir
+        image_size, channels, num_classes = (
+            meta["image_size"],
+            meta["channels"],
+            meta["num_classes"],
+        )
+    else:
+        name, resize = dataset, None
+        image_size, channels, num_classes = _data_facts(name, data_dir, cache_dir)
+        if channels != meta["channels"]:
+            raise EvaluationError(
+                f"{path}: its backbone takes {meta['channels']}-channel images, "
+                f"{name} has {channels} channels"
+            )
+    return Encoder(
+        backbone=method.backbone,
+        projector=method.projector if method.spec.projector else None,
+        spec=spec,
+        checkpoint=path,
+        identity=f"{path.resolve()}|{stat.st_mtime_ns}|{stat.st_size}",
+        method=config.method,
+        dataset=canonical(name),
+        data_dir=data_dir,
+        cache_dir=cache_dir,
+        resize=resize,
+        image_size=image_size,
+        channels=channels,
+        num_classes=num_classes,
+    )
+
+
+def _data_facts(dataset: str, data_dir: str | None, cache_dir: Path) -> tuple[int, int, int]:
+    """(image size, channels, classes) of a dataset, from its training split."""
+    images = load_split(dataset, "train", data_dir, cache_dir, None)
+    sample, _ = images[0]
+    return sample.shape[-1], sample.shape[0], len(images.classes)
+
+
+def _one_line(error: BaseException, limit: int = 200) -> str:
+    text = str(error).strip().splitlines()
+    line = text[0] if text else type(error).__name__
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def _read(path: Path) -> dict[str, Any]:
+    """The checkpoint's contents, checked to hold contrastkit's metadata and a state dict."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch.load raises many types (pickle, zip, EOF, runtime)
+        raise EvaluationError(f"{path}: not a readable checkpoint ({_one_line(error)})") from None
+    meta = checkpoint.get("contrastkit") if isinstance(checkpoint, dict) else None
+    if not isinstance(meta, dict) or not isinstance(checkpoint.get("state_dict"), dict):
+        raise EvaluationError(
+            f"{path}: not a contrastkit checkpoint (no 'contrastkit' metadata and state_dict)"
+        )
+    missing = [key for key in _METADATA if key not in meta]
+    if missing or not isinstance(meta["config"], dict):
+        raise EvaluationError(f"{path}: incomplete contrastkit metadata (missing {missing})")
+    return checkpoint
+
+
+def _config(path: Path, saved: dict[str, Any]) -> PretrainConfig:
+    try:
+        return PretrainConfig(**saved).validate()
+    except (TypeError, ValueError) as error:
+        raise EvaluationError(f"{path}: unusable saved config ({_one_line(error)})") from None
+
+
+def _rebuild(path: Path, config: PretrainConfig, meta: dict[str, Any]) -> Method:
+    """The method as pretraining built it (mirrors `train.run.build_module`), untrained."""
+    try:
+        return method_from_config(config, meta["image_size"], meta["channels"], meta["num_classes"])
+    except (TypeError, ValueError) as error:
+        raise EvaluationError(
+            f"{path}: cannot rebuild its {config.backbone} {config.method} model "
+            f"({_one_line(error)})"
+        ) from None
+
+
+def _load_weights(
+    path: Path, method: Method, state_dict: dict[str, Any], config: PretrainConfig
+) -> None:
+    """Load the `method.` weights, after checking that every name and shape fits."""
+    weights = {
+        k.removeprefix("method."): v for k, v in state_dict.items() if k.startswith("method.")
+    }
+    expected = method.state_dict()
+    missing = sorted(expected.keys() - weights.keys())
+    unexpected = sorted(weights.keys() - expected.keys())
+    misfit = sorted(
+        name
+        for name in expected.keys() & weights.keys()
+        if not isinstance(weights[name], Tensor) or weights[name].shape != expected[name].shape
+    )
+    problems = []
+    if misfit:
+        name = misfit[0]
+        value = weights[name]
+        found = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+        problems.append(
+            f"{len(misfit)} of wrong shape, e.g. {name} is {found}, "
+            f"expected {tuple(expected[name].shape)}"
+        )
+    if missing:
+        problems.append(f"{len(missing)} missing, e.g. {missing[0]}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected, e.g. {unexpected[0]}")
+    if problems:
+        raise EvaluationError(
+            f"{path}: weights do not fit a {config.backbone} {config.method} model: "
+            + "; ".join(problems)
+        )
+    method.load_state_dict(weights)
