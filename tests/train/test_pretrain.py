@@ -15,28 +15,15 @@ from PIL import Image
 
 from contrastkit.data.datasets import CorruptImageError
 from contrastkit.methods import METHODS
-from contrastkit.train.config import PretrainConfig, build_config
+from contrastkit.train.config import PretrainConfig
 from contrastkit.train.run import PretrainResult, pretrain
+
+from .small_run import small_config
 
 COMPONENTS = {
     "vicreg": ("invariance", "variance", "covariance"),
     "barlow_twins": ("on_diagonal", "off_diagonal"),
 }
-
-
-def _config(out: Path, **values: object) -> PretrainConfig:
-    """A small, fast run on digits unless `values` say otherwise."""
-    defaults = {
-        "dataset": "digits",
-        "epochs": 1,
-        "batch_size": 128,
-        "projector_hidden_dim": 64,
-        "projector_out_dim": 32,
-        "loggers": "csv",
-        "progress": False,
-        "out": str(out),
-    }
-    return build_config([{**defaults, **values}])
 
 
 def _rows(result: PretrainResult) -> list[dict[str, str]]:
@@ -76,7 +63,7 @@ def simclr_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[PretrainConfig
     The default two-epoch warm-up leaves the rate low for most of so short a run: held-out top-1
     then spans 0.54-0.72 over seeds 0-5, against 0.77-0.85 with this one (measured).
     """
-    config = _config(tmp_path_factory.mktemp("simclr"), epochs=3, warmup_epochs=0.5)
+    config = small_config(tmp_path_factory.mktemp("simclr"), epochs=3, warmup_epochs=0.5)
     return config, pretrain(config)
 
 
@@ -109,8 +96,8 @@ def test_the_checkpoint_describes_the_encoder_and_loads_weights_only(simclr_run)
 @pytest.mark.slow
 def test_the_probe_never_changes_the_encoder(tmp_path: Path) -> None:
     """With the probe on or off, same seed, every method weight and BN statistic is bit-equal."""
-    probed = pretrain(_config(tmp_path / "probe", epochs=2))
-    unprobed = pretrain(_config(tmp_path / "no_probe", epochs=2, probe=False))
+    probed = pretrain(small_config(tmp_path / "probe", epochs=2))
+    unprobed = pretrain(small_config(tmp_path / "no_probe", epochs=2, probe=False))
     with_probe, without = _method_state(probed.checkpoint), _method_state(unprobed.checkpoint)
     assert with_probe.keys() == without.keys()
     for name in with_probe:
@@ -124,7 +111,7 @@ def test_training_on_an_image_folder_writes_a_checkpoint(tmp_path: Path) -> None
     """A `train/<class>/*.png` tree trains end to end: its classes, RGB and size reach the run."""
     _image_folder(tmp_path / "data")
     result = pretrain(
-        _config(
+        small_config(
             tmp_path / "run",
             dataset="imagefolder",
             data_dir=str(tmp_path / "data"),
@@ -142,7 +129,7 @@ def test_a_corrupt_image_is_an_error_naming_the_file(tmp_path: Path) -> None:
     """An undecodable PNG stops the run before training, with an error that names the file."""
     bad = _image_folder(tmp_path / "data")[17]
     bad.write_bytes(b"\x89PNG\r\n\x1a\n this is not an image")
-    config = _config(
+    config = small_config(
         tmp_path / "run",
         dataset="imagefolder",
         data_dir=str(tmp_path / "data"),
@@ -158,7 +145,7 @@ def test_a_corrupt_image_is_an_error_naming_the_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize("method", list(METHODS))
 def test_every_method_trains_an_epoch_and_logs_a_finite_loss(tmp_path: Path, method: str) -> None:
     """One epoch through the Lightning trainer; VICReg and Barlow Twins also log their terms."""
-    result = pretrain(_config(tmp_path, method=method))
+    result = pretrain(small_config(tmp_path, method=method))
     assert math.isfinite(result.metrics["train/loss_epoch"])
     losses = _logged(result, "train/loss_epoch")
     assert len(losses) == 1 and math.isfinite(losses[0])

@@ -8,8 +8,10 @@ import lightning as L
 import pytest
 import torch
 
-from contrastkit.train.config import ConfigError, build_config
+from contrastkit.train.config import ConfigError, PretrainConfig
 from contrastkit.train.run import pretrain
+
+from .small_run import small_config
 
 
 class _StopAfterFirstEpoch(L.Callback):
@@ -19,20 +21,8 @@ class _StopAfterFirstEpoch(L.Callback):
         trainer.should_stop = True
 
 
-def _config(out: Path, method: str = "simclr", **extra: object):
-    values = {
-        "method": method,
-        "dataset": "digits",
-        "epochs": 2,
-        "batch_size": 128,
-        "projector_hidden_dim": 64,
-        "projector_out_dim": 32,
-        "loggers": "csv",
-        "progress": False,
-        "out": str(out),
-        **extra,
-    }
-    return build_config([values])
+def _config(out: Path, method: str = "simclr", **extra: object) -> PretrainConfig:
+    return small_config(out, method=method, epochs=2, **extra)
 
 
 def _weights(path: Path) -> dict[str, torch.Tensor]:

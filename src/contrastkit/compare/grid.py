@@ -43,7 +43,7 @@ class CompareSpec:
     dataset: str = "digits"
     data_dir: str | None = None
     backbone: str = "small-cnn"
-    epochs: int = 12
+    epochs: int = 30
     batch_size: int = 256
     seeds: tuple[int, ...] = (0,)
     protocols: tuple[str, ...] = ("linear", "knn")

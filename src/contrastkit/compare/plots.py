@@ -30,12 +30,14 @@ def write_plots(
     paths = []
 
     figure, axes = plt.subplots(figsize=(7, 4.5))
-    for name in spec.rows():
+    colours = plt.get_cmap("tab20")  # twelve rows: the default cycle repeats after ten
+    for index, name in enumerate(spec.rows()):
         curves = [r["probe_top1"] for r in records if r["row"] == name and r["probe_top1"]]
         if curves:
             length = min(map(len, curves))
             mean = [sum(c[i] for c in curves) / len(curves) for i in range(length)]
-            axes.plot(range(1, length + 1), mean, label=name, marker=".")
+            x = range(1, length + 1)
+            axes.plot(x, mean, label=name, marker=".", color=colours(index % 20))
     axes.set(xlabel="epoch", ylabel="online probe top-1 (held out)", title="Online probe")
     axes.legend(fontsize=8, ncol=2)
     paths.append(_save(figure, out / "probe_accuracy.png"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,11 +124,18 @@ def build_trainer(config: PretrainConfig, callbacks: Sequence[Callback] = ()) ->
     )
 
 
+# Lightning notices that say nothing about the run: our loggers write into the checkpoint
+# folder, and a dependency deprecation inside Lightning itself.
+_QUIET = ("Checkpoint directory .* exists and is not empty", ".*LeafSpec.* is deprecated")
+
+
 def pretrain(config: PretrainConfig, callbacks: Sequence[Callback] = ()) -> PretrainResult:
     """Train as `config` says; with `resume`, continue from `out/last.ckpt`."""
     last = config.out_dir / "last.ckpt"
     if config.resume and not last.is_file():
         raise ConfigError(f"resume=true but there is no checkpoint at {last}")
+    for message in _QUIET:
+        warnings.filterwarnings("ignore", message=message)
     L.seed_everything(config.seed, workers=True, verbose=False)
     # Denormal floats appear in the small CNN's activations and gradients on digits and made
     # each CPU step about 15x slower (1.4 s against 0.09 s at batch 256, measured); flushing
