@@ -1,0 +1,113 @@
+"""`compare`: a small grid writes every file, a rerun does no work, and the figures add up."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from contrastkit.compare import CompareSpec, epochs_to_fraction, run_grid, summarize
+from contrastkit.compare import grid as grid_module
+from contrastkit.fileio import FolderBusyError, folder_lock
+
+
+@pytest.fixture(scope="module")
+def small_grid(tmp_path_factory: pytest.TempPathFactory) -> CompareSpec:
+    """Two losses and both baselines, one epoch each, on digits."""
+    spec = CompareSpec(
+        losses=("nt_xent", "vicreg"),
+        epochs=1,
+        batch_size=128,
+        protocols=("knn", "logreg"),
+        projector_hidden_dim=64,
+        projector_out_dim=32,
+        out=str(tmp_path_factory.mktemp("compare")),
+    )
+    run_grid(spec, log=lambda line: None)
+    return spec
+
+
+def test_a_two_loss_grid_writes_every_file(small_grid: CompareSpec) -> None:
+    out = Path(small_grid.out)
+    for name in ("results.md", "results.csv", "results.json", "spec.json"):
+        assert (out / name).is_file(), name
+    for plot in ("probe_accuracy.png", "top1.png", "uniformity_alignment.png"):
+        assert (out / plot).read_bytes().startswith(b"\x89PNG"), plot
+    table = (out / "results.md").read_text()
+    for row in ("nt_xent", "vicreg", "random", "supervised"):
+        assert f"| {row} |" in table
+    results = json.loads((out / "results.json").read_text())
+    assert {r["row"] for r in results["rows"]} == {"nt_xent", "vicreg", "random", "supervised"}
+    assert results["versions"]["torch"]
+    for row in results["rows"]:
+        top1, top5 = row["top1"][0], row["top5"][0]
+        assert 0.0 <= top1 <= top5 <= 1.0
+    csv_lines = (out / "results.csv").read_text().splitlines()
+    assert csv_lines[0].startswith("row,seeds,top1_mean,top1_std")
+    assert len(csv_lines) == 5
+
+
+def test_rerunning_the_same_grid_does_no_work(
+    small_grid: CompareSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a finished entry was run again")
+
+    monkeypatch.setattr("contrastkit.train.run.pretrain", refuse)
+    monkeypatch.setattr("contrastkit.eval.evaluate", refuse)
+    records, table = run_grid(small_grid, log=lambda line: None)
+    assert len(records) == 4
+    assert table.is_file()
+
+
+def test_an_unfinished_entry_resumes_from_its_checkpoint(
+    small_grid: CompareSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    entry = next(e for e in grid_module.entries(small_grid) if e.row == "nt_xent")
+    seen: list[bool] = []
+    monkeypatch.setattr("contrastkit.train.run.pretrain", lambda config: seen.append(config.resume))
+    monkeypatch.setattr("contrastkit.eval.evaluate", lambda *a, **k: {"top1": 1.0, "top5": 1.0})
+    (entry.folder / "entry.json").unlink()
+    (entry.folder / "pretrain.json").unlink()  # as if killed during training
+    grid_module.run_entry(small_grid, entry, log=lambda line: None)
+    assert seen == [True]
+
+
+def test_epochs_to_ninety_percent_of_the_final_accuracy() -> None:
+    assert epochs_to_fraction([0.1, 0.5, 0.85, 0.9, 1.0]) == 4
+    assert epochs_to_fraction([0.95, 0.5, 1.0]) == 1
+    assert epochs_to_fraction([]) is None
+
+
+def test_seeds_are_summarised_as_mean_and_standard_deviation() -> None:
+    spec = CompareSpec(losses=("dcl",), seeds=(0, 1), protocols=("knn",))
+    metrics = {"uniformity": -2.0, "alignment": 0.5, "effective_rank": 10.0}
+
+    def record(row: str, top1: float) -> dict:
+        results = {"knn": {"top1": top1, "top5": 1.0}, "metrics": metrics}
+        return {"row": row, "results": results, "probe_top1": [0.5, 1.0], "epoch_seconds": [1.0]}
+
+    records = [record(r, t) for r in ("dcl", "random", "supervised") for t in (0.6, 0.8)]
+    rows = {row["row"]: row for row in summarize(spec, records)}
+    mean, std = rows["dcl"]["top1"]
+    assert mean == pytest.approx(0.7)
+    assert std == pytest.approx(0.1414213562)
+    assert rows["dcl"]["epochs_to_90"] == (2.0, 0.0)
+
+
+def test_a_second_command_on_the_same_folder_is_refused(tmp_path: Path) -> None:
+    with (
+        folder_lock(tmp_path),
+        pytest.raises(FolderBusyError, match=str(os.getpid())),
+        folder_lock(tmp_path),
+    ):
+        pass
+    assert not (tmp_path / ".lock").exists()
+
+
+def test_a_lock_left_by_a_dead_process_is_taken_over(tmp_path: Path) -> None:
+    (tmp_path / ".lock").write_text("999999999")  # no such process
+    with folder_lock(tmp_path) as lock:
+        assert lock.read_text() == str(os.getpid())
