@@ -4,6 +4,7 @@ so `--help` and argument errors answer at once."""
 from __future__ import annotations
 
 import argparse
+import difflib
 import inspect
 import sys
 from collections.abc import Sequence
@@ -16,19 +17,57 @@ from .train.config import FIELDS, ConfigError, build_config, load_preset, parse_
 if TYPE_CHECKING:
     from .compare import CompareSpec
 
+EXIT_FAILURE = 1  # the input was valid but the run failed
 EXIT_BAD_INPUT = 2
 
 
+def _one_line(message: str) -> str:
+    """`message` with line breaks and other control characters (from user input) escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse with a one-line error (no usage dump) and exit code 2."""
+    """argparse with a one-line error (no usage dump) and exit code 2; each (sub-)command
+    refuses its own unknown options, naming the closest valid one or listing them."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}\n")
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {_one_line(message)}\n")
+
+    def parse_known_args(
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        namespace, extras = super().parse_known_args(args, namespace)
+        if isinstance(getattr(namespace, "overrides", None), list):
+            # argparse leaves key=value pairs after an option unparsed; they are overrides too.
+            namespace.overrides += [e for e in extras if not e.startswith("-")]
+            extras = [e for e in extras if e.startswith("-")]
+        if extras:
+            options = [option for action in self._actions for option in action.option_strings]
+            close = difflib.get_close_matches(extras[0].split("=")[0], options, 1, cutoff=0.7)
+            hint = f"did you mean {close[0]}?" if close else f"valid: {', '.join(options)}"
+            self.error(f"unrecognized arguments: {' '.join(extras)}; {hint}")
+        return namespace, extras
 
 
-def _fail(message: str) -> int:
-    print(f"contrastkit: error: {message}", file=sys.stderr)
-    return EXIT_BAD_INPUT
+def _fail(message: str, code: int = EXIT_BAD_INPUT) -> int:
+    print(f"contrastkit: error: {_one_line(message)}", file=sys.stderr)
+    return code
+
+
+def _write_failure(error: OSError) -> str:
+    """One line for an I/O failure; a failed checkpoint write wins over what failed after it.
+
+    Lightning finalises the loggers after a failure, and on a full disk their writes fail too,
+    raising a new error whose context holds the checkpoint's.
+    """
+    from .fileio import CheckpointWriteError
+
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, CheckpointWriteError):
+            return str(cause)
+        cause = cause.__context__
+    return f"{error.filename}: {error.strerror}" if error.filename else str(error)
 
 
 def _list_losses(_: argparse.Namespace) -> int:
@@ -45,6 +84,7 @@ def _list_losses(_: argparse.Namespace) -> int:
 def _pretrain(args: argparse.Namespace) -> int:
     """Build the configuration from preset, options and overrides, then train."""
     from .data.datasets import CorruptImageError, DatasetNotFoundError
+    from .train.errors import NonFiniteLossError
 
     try:
         layers = [load_preset(args.config)] if args.config else []
@@ -56,6 +96,10 @@ def _pretrain(args: argparse.Namespace) -> int:
         result = pretrain(config)
     except (ConfigError, DatasetNotFoundError, CorruptImageError) as error:
         return _fail(str(error))
+    except NonFiniteLossError as error:
+        return _fail(str(error), EXIT_FAILURE)
+    except OSError as error:  # a write failed during the run: full disk, folder removed
+        return _fail(_write_failure(error), EXIT_FAILURE)
     if result.is_main:  # under DDP every rank runs this command
         print(f"checkpoint: {result.checkpoint}")
         for kind, folder in result.log_dirs.items():
@@ -69,6 +113,8 @@ def _compare(args: argparse.Namespace) -> int:
     from .data.datasets import CorruptImageError, DatasetNotFoundError
     from .fileio import FolderBusyError
 
+    if args.replay is not None:
+        return _replay(args)
     try:
         seeds = parse_list(args.seeds, int) if args.seeds else None
     except ValueError:
@@ -96,6 +142,40 @@ def _compare(args: argparse.Namespace) -> int:
         _check_compare(spec)
         from .compare import run_grid
 
+        _, table = run_grid(spec, log=lambda line: print(f"[compare] {line}", flush=True))
+    except (ConfigError, DatasetNotFoundError, CorruptImageError, FolderBusyError) as error:
+        return _fail(str(error))
+    print(table.read_text())
+    print(f"results: {table.parent}/results.md, results.csv, results.json and PNG plots")
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    """Rerun the grid a results.json records into a new --out folder, warning of new versions."""
+    from .compare import run_grid
+    from .compare.grid import spec_from_results, version_changes
+    from .data.datasets import CorruptImageError, DatasetNotFoundError
+    from .fileio import FolderBusyError
+
+    grid_flags = ("losses", "dataset", "data_dir", "backbone", "epochs", "batch_size", "seeds")
+    given = [f"--{k.replace('_', '-')}" for k in (*grid_flags, "protocol") if getattr(args, k)]
+    if given or args.overrides:
+        return _fail(
+            f"--replay takes the whole grid from {args.replay}; drop "
+            f"{', '.join(given + args.overrides)}"
+        )
+    if args.out is None:
+        return _fail("--replay needs --out, a new folder for the rerun")
+    try:
+        spec = spec_from_results(args.replay, args.out)
+        changes = version_changes(args.replay)
+        if changes:
+            print(
+                f"contrastkit: warning: {args.replay} was made with other versions "
+                f"({'; '.join(changes)}); figures may differ",
+                file=sys.stderr,
+            )
+        _check_compare(spec)
         _, table = run_grid(spec, log=lambda line: print(f"[compare] {line}", flush=True))
     except (ConfigError, DatasetNotFoundError, CorruptImageError, FolderBusyError) as error:
         return _fail(str(error))
@@ -227,6 +307,9 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--seeds", help="comma-separated, e.g. 0,1,2")
     compare.add_argument("--protocol", help="comma-separated; the first gives Top-1/Top-5")
     compare.add_argument("--out", help="output folder (default runs/compare)")
+    compare.add_argument(
+        "--replay", metavar="RESULTS_JSON", help="rerun the grid a results.json records into --out"
+    )
     compare.add_argument("overrides", nargs="*", metavar="key=value")
     compare.set_defaults(run=_compare)
 

@@ -39,18 +39,38 @@ class FolderBusyError(RuntimeError):
     """Another live process holds the folder's lock."""
 
 
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (full disk, folder gone); the previous file is intact."""
+
+
 @contextlib.contextmanager
 def folder_lock(folder: str | os.PathLike) -> Iterator[Path]:
     """Hold `folder/.lock` for the duration; refuse if a live process holds it.
 
-    A lock left by a process that no longer exists (a crash, kill -9) is taken over.
+    A lock left by a process that no longer exists (a crash, kill -9) is taken over. The lock
+    appears with its process id already in it (written aside, then hard-linked into place), so a
+    second command never reads an empty lock and mistakes it for a stale one.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     lock = folder / ".lock"
+    mine = folder / f".lock.{os.getpid()}"
+    mine.write_text(str(os.getpid()))
+    try:
+        _take(lock, mine, folder)
+    finally:
+        mine.unlink(missing_ok=True)
+    try:
+        yield lock
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _take(lock: Path, mine: Path, folder: Path) -> None:
+    """Link `mine` to `lock` unless a live process holds `lock`; replace a stale one once."""
     for _ in range(2):
         try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            os.link(mine, lock)
         except FileExistsError:
             owner = _lock_owner(lock)
             if owner is not None and _alive(owner):
@@ -60,15 +80,8 @@ def folder_lock(folder: str | os.PathLike) -> Iterator[Path]:
                 ) from None
             lock.unlink(missing_ok=True)  # stale: its process is gone
             continue
-        with os.fdopen(fd, "w") as handle:
-            handle.write(str(os.getpid()))
-        break
-    else:
-        raise FolderBusyError(f"could not take the lock {lock}")
-    try:
-        yield lock
-    finally:
-        lock.unlink(missing_ok=True)
+        return
+    raise FolderBusyError(f"could not take the lock {lock}")
 
 
 def _lock_owner(lock: Path) -> int | None:

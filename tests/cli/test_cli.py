@@ -96,3 +96,104 @@ def test_pretrain_writes_a_checkpoint_and_says_where(tmp_path: Path) -> None:
     assert (out / "logs" / "metrics.csv").is_file()
     assert any((out / "tensorboard").iterdir())
     assert f"csv logs: {out / 'logs'}" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "named", "valid"),
+    [
+        (["--method", "byol"], "'byol'", "valid: simclr"),
+        (["--loss", "hinge"], "'hinge'", "valid: nt_xent"),
+        (["--backbone", "vit"], "'vit'", "valid: small-cnn"),
+        (["--dataset", "mnist3d"], "'mnist3d'", "valid: digits"),
+        (["colour=red"], "'colour'", "valid: method"),
+        (["--batch-size", "1"], "batch_size=1", ">= 2"),
+        (["--batch-size", "5000"], "batch_size=5000", "valid: batch_size <= 1295"),
+        (["--temperature", "-1"], "temperature=-1.0", "> 0"),
+        (["--lr", "-0.1"], "lr=-0.1", ">= 0"),
+        (["--lr", "inf"], "lr='inf'", "finite number"),
+        (["--epochs", "-2"], "epochs=-2", ">= 1"),
+        (["--epochs", "1e400"], "epochs='1e400'", "expected int"),
+        (["--n-global", "1"], "views=1", "at least 2"),
+        (["--accelerator", "abacus"], "'abacus'", "valid: auto, cpu"),
+        (["--image-size", "32"], "image_size=32", "only image folders are resized"),
+        (["--epochs", "1\nTraceback"], "epochs='1\\nTraceback'", "expected int"),
+        (["--metod", "simclr"], "--metod", "did you mean --method?"),
+        (["--bogus"], "--bogus", "valid: -h, --help, --config, --method"),
+    ],
+)
+def test_bad_input_names_the_value_and_what_would_be_valid(
+    args: list[str], named: str, valid: str
+) -> None:
+    result = _contrastkit("pretrain", *args)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(("contrastkit: error: ", "contrastkit pretrain: error: "))
+    assert named in lines[0] and valid in lines[0]
+
+
+def _image_folder(root: Path, corrupt: str | None = None) -> Path:
+    """train/ and test/ with two classes of four 8x8 PNGs; `corrupt` names a file to damage."""
+    from PIL import Image
+
+    for split in ("train", "test"):
+        for cls in ("a", "b"):
+            (root / split / cls).mkdir(parents=True)
+            for i in range(4):
+                Image.new("RGB", (8, 8), (i * 40, 0, 0)).save(root / split / cls / f"{i}.png")
+    if corrupt:
+        (root / corrupt).write_bytes(b"not a png")
+    return root
+
+
+def test_missing_empty_or_corrupt_data_folder_is_one_line_naming_it(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    bad = _image_folder(tmp_path / "bad", corrupt="train/b/2.png")
+    cases = [
+        (tmp_path / "absent", f"imagefolder not found at {tmp_path / 'absent'}"),
+        (empty, f"train split not found at {empty / 'train'}"),
+        (bad, f"cannot decode image {bad / 'train' / 'b' / '2.png'}"),
+    ]
+    for folder, named in cases:
+        result = _contrastkit(
+            "pretrain", "--dataset", "imagefolder", "--data-dir", str(folder), "--workers", "0"
+        )
+        assert result.returncode == 2, result.stderr
+        lines = result.stderr.splitlines()
+        assert len(lines) == 1 and named in lines[0], result.stderr
+        valid = "point --data-dir at a folder with train/<class>/"
+        assert valid in lines[0] or folder == bad  # the corrupt file is named instead
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        (["--method", "vicreg"], "method=simclr, loss=nt_xent, not method=vicreg, loss=vicreg"),
+        (["--backbone", "resnet18"], "backbone=small-cnn, not backbone=resnet18"),
+        (["--method", "simclr", "--loss", "dcl"], "loss=nt_xent, not loss=dcl"),
+    ],
+)
+def test_resuming_a_checkpoint_of_another_model_is_refused_before_training(
+    tmp_path: Path, change: list[str], named: str
+) -> None:
+    import torch
+
+    from contrastkit.train.config import PretrainConfig
+
+    out = tmp_path / "run"
+    out.mkdir()
+    checkpoint = {
+        "state_dict": {},
+        "epoch": 0,
+        "global_step": 10,
+        "optimizer_states": [],
+        "contrastkit": {"config": PretrainConfig(out=str(out)).to_dict()},
+    }
+    torch.save(checkpoint, out / "last.ckpt")
+    result = _contrastkit("pretrain", "--resume", "--out", str(out), *change)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert f"{out / 'last.ckpt'} was made with {named}" in lines[0]
+    assert "valid: resume with" in lines[0]

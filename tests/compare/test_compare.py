@@ -4,13 +4,29 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
+from contrastkit.cli import main
 from contrastkit.compare import CompareSpec, epochs_to_fraction, run_grid, summarize
 from contrastkit.compare import grid as grid_module
 from contrastkit.fileio import FolderBusyError, folder_lock
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread() -> Iterator[None]:
+    """Train on one thread: several times faster on a busy 2-core machine, and every grid of this
+    module (the replay's included) then runs on the same thread count, which the bits depend on."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -111,3 +127,87 @@ def test_a_lock_left_by_a_dead_process_is_taken_over(tmp_path: Path) -> None:
     (tmp_path / ".lock").write_text("999999999")  # no such process
     with folder_lock(tmp_path) as lock:
         assert lock.read_text() == str(os.getpid())
+
+
+def _reproducible(rows: list[dict]) -> list[dict]:
+    """The rows without the wall-clock figures (seconds per epoch and the note they decide)."""
+    return [
+        {
+            **{k: v for k, v in row.items() if k != "epoch_seconds"},
+            "notes": [n for n in row["notes"] if n != "fastest epoch"],
+        }
+        for row in rows
+    ]
+
+
+def test_results_json_records_seeds_versions_and_every_pretraining_config(
+    small_grid: CompareSpec,
+) -> None:
+    results = json.loads((Path(small_grid.out) / "results.json").read_text())
+    assert results["spec"]["seeds"] == [0]
+    assert set(results["versions"]) >= {"contrastkit", "torch", "lightning", "python"}
+    configs = results["pretrain_configs"]
+    assert set(configs) == {"nt_xent/seed0", "vicreg/seed0", "supervised/seed0"}
+    assert configs["vicreg/seed0"]["method"] == "vicreg"
+    assert configs["nt_xent/seed0"]["seed"] == 0
+    assert configs["nt_xent/seed0"]["weight_decay"] == 1e-4  # defaults resolved, not implied
+
+
+@pytest.mark.slow
+def test_replaying_results_json_reproduces_its_rows(
+    small_grid: CompareSpec, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    recorded = json.loads((Path(small_grid.out) / "results.json").read_text())
+    recorded["versions"]["contrastkit"] = "0.0.0"  # as if made by another release
+    source = tmp_path / "recorded.json"
+    source.write_text(json.dumps(recorded))
+    out = tmp_path / "replay"
+    assert main(["compare", "--replay", str(source), "--out", str(out)]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "contrastkit 0.0.0 ->" in warnings[0]
+    replayed = json.loads((out / "results.json").read_text())
+    assert replayed["spec"] == {**recorded["spec"], "out": str(out)}
+    assert replayed["pretrain_configs"].keys() == recorded["pretrain_configs"].keys()
+    assert _reproducible(replayed["rows"]) == _reproducible(recorded["rows"])
+
+
+@pytest.mark.parametrize("content", ["not json", '{"rows": []}', "[1, 2]"])
+def test_replaying_a_file_that_is_not_compare_results_is_one_line_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str
+) -> None:
+    path = tmp_path / "results.json"
+    path.write_text(content)
+    assert main(["compare", "--replay", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(path) in err and "compare results.json" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_second_compare_process_on_the_same_folder_exits_2_naming_the_first(
+    tmp_path: Path,
+) -> None:
+    command = [
+        *(sys.executable, "-m", "contrastkit.cli", "compare", "--losses", "nt_xent"),
+        *("--epochs", "1", "--protocol", "knn", "--out", str(tmp_path)),
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # two processes share a small machine
+    first = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env
+    )
+    deadline = time.monotonic() + 120
+    while not (tmp_path / ".lock").exists():
+        assert first.poll() is None, first.communicate()[1]
+        assert time.monotonic() < deadline, "the first compare never took its lock"
+        time.sleep(0.05)
+    second = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+    still_running = first.poll() is None
+    _, first_err = first.communicate(timeout=300)
+
+    assert second.returncode == 2, second.stderr
+    assert second.stderr.count("\n") == 1
+    assert str(tmp_path) in second.stderr and f"process {first.pid}" in second.stderr
+    assert still_running  # the refusal came while the first held the folder
+    assert first.returncode == 0, first_err
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert {row["row"] for row in results["rows"]} == {"nt_xent", "random", "supervised"}
+    assert not (tmp_path / ".lock").exists()

@@ -7,11 +7,12 @@ import csv
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from ..fileio import atomic_write_json, folder_lock
+from ..train.config import ConfigError
 
 DEFAULT_LOSSES = (
     "info_nce",
@@ -187,6 +188,59 @@ def run_grid(
         records = [run_entry(spec, entry, log) for entry in entries(spec)]
         table = write_reports(spec, records)
     return records, table
+
+
+def pretrain_configs(spec: CompareSpec) -> dict[str, dict[str, Any]]:
+    """The full, defaults-resolved pretraining configuration of each trained entry, by folder."""
+    from ..train.config import build_config
+
+    return {
+        f"{entry.row}/seed{entry.seed}": asdict(build_config([pretrain_values(spec, entry)]))
+        for entry in entries(spec)
+        if entry.row != "random"
+    }
+
+
+def _read_results(path: str | Path) -> dict[str, Any]:
+    """A compare results.json, or ConfigError in one line saying why the file is not one."""
+    try:
+        results = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ConfigError(f"{path}: cannot read a compare results.json ({error})") from None
+    if not isinstance(results, dict) or not isinstance(results.get("spec"), dict):
+        raise ConfigError(f"{path}: not a compare results.json (no 'spec' object)")
+    return results
+
+
+def spec_from_results(path: str | Path, out: str | None = None) -> CompareSpec:
+    """Rebuild the CompareSpec a results.json was produced from, writing to `out` if given."""
+    recorded = _read_results(path)["spec"]
+    known = {f.name for f in fields(CompareSpec)}
+    unknown = sorted(set(recorded) - known)
+    if unknown:
+        raise ConfigError(f"{path}: unknown spec key(s) {', '.join(unknown)}")
+    values = {
+        key: tuple(value) if isinstance(value, list) else value for key, value in recorded.items()
+    }
+    if out is not None:
+        values["out"] = out
+    try:
+        return CompareSpec(**values)
+    except TypeError as error:
+        raise ConfigError(f"{path}: bad spec ({error})") from None
+
+
+def version_changes(path: str | Path) -> list[str]:
+    """`name recorded -> running` for each version recorded in a results.json that differs now."""
+    from .report import versions
+
+    recorded = _read_results(path).get("versions") or {}
+    running = versions()
+    return [
+        f"{name} {recorded[name]} -> {running.get(name)}"
+        for name in sorted(recorded)
+        if recorded[name] != running.get(name)
+    ]
 
 
 def parse_list(text: str, kind: Callable[[str], Any] = str) -> tuple[Any, ...]:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..fileio import atomic_write_json, atomic_write_text
-from .grid import BASELINES, CompareSpec
+from .grid import BASELINES, CompareSpec, pretrain_configs
 
 PROBE_FRACTION = 0.9  # "epochs to reach 90% of the final online-probe accuracy"
 
@@ -133,7 +133,7 @@ def _csv_text(rows: list[dict[str, Any]]) -> str:
 
 
 def versions() -> dict[str, str]:
-    """Versions of what produced the figures, for reproducing them."""
+    """Versions (and the torch thread count) of what produced the figures, to reproduce them."""
     import lightning
     import torch
 
@@ -145,6 +145,8 @@ def versions() -> dict[str, str]:
         "lightning": lightning.__version__,
         "python": platform.python_version(),
         "machine": platform.machine(),
+        # CPU reductions split their work by thread, so the last bits depend on the count.
+        "torch_threads": str(torch.get_num_threads()),
     }
 
 
@@ -168,6 +170,12 @@ def write_reports(spec: CompareSpec, records: list[dict[str, Any]]) -> Path:
     atomic_write_text(out / "results.csv", _csv_text(rows))
     atomic_write_json(
         out / "results.json",
-        {"spec": asdict(spec), "versions": versions(), "rows": rows, "records": records},
+        {
+            "spec": asdict(spec),
+            "versions": versions(),
+            "pretrain_configs": pretrain_configs(spec),
+            "rows": rows,
+            "records": records,
+        },
     )
     return out / "results.md"

@@ -480,6 +480,7 @@ _PRESETS: dict[str, _FolderPreset] = {
 }
 
 DATASET_NAMES: tuple[str, ...] = ("digits", *_ARRAY_FORMATS, *_PRESETS)
+FOLDER_DATASET_NAMES: tuple[str, ...] = tuple(_PRESETS)  # the ones image_size resizes
 
 
 def _load_folder(

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from ..fileio import atomic_write_bytes
+from ..fileio import CheckpointWriteError, atomic_write_bytes
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
@@ -20,9 +20,17 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning's checkpoint IO with atomic writes (temp file + rename)."""
+    """Lightning's checkpoint IO with atomic writes (temp file + rename).
+
+    A failed write raises :class:`CheckpointWriteError` naming the file, so the command line can
+    tell it from other errors; Lightning passes it through `fit` unwrapped.
+    """
 
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options: Any = None
     ) -> None:
-        atomic_torch_save(checkpoint, path)
+        try:
+            atomic_torch_save(checkpoint, path)
+        except OSError as error:
+            reason = error.strerror or str(error)
+            raise CheckpointWriteError(f"cannot write checkpoint {path}: {reason}") from error

@@ -7,6 +7,7 @@ Kept free of heavy imports so that argument errors answer at once.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -19,6 +20,14 @@ BACKBONE_NAMES = ("small-cnn", "resnet18", "resnet50", "efficientnet_b0")
 OPTIMIZER_NAMES = ("sgd", "lars", "adam", "adamw")
 PRECISIONS = ("32", "bf16", "16")
 LOGGERS = ("csv", "tensorboard", "wandb")
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
+_SIZES = (  # optional sizes; None picks a default
+    "image_size",
+    "local_size",
+    "projector_hidden_dim",
+    "projector_out_dim",
+    "predictor_hidden_dim",
+)
 
 
 class ConfigError(ValueError):
@@ -55,6 +64,7 @@ class PretrainConfig:
     local_size: int | None = None
     ema_base: float = 0.99
     gamma_decay_steps: int = 0
+    skip_nonfinite: int = 0  # optimiser steps with a non-finite loss or gradient to tolerate
     probe: bool = True
     probe_lr: float = 0.1
     val_fraction: float = 0.1
@@ -74,7 +84,7 @@ class PretrainConfig:
 
     def validate(self) -> PretrainConfig:
         """Raise ConfigError naming the first invalid value and what would be valid."""
-        from ..data.datasets import DATASET_NAMES
+        from ..data.datasets import DATASET_NAMES, FOLDER_DATASET_NAMES
         from ..losses import LOSS_MODULES
         from ..methods.spec import METHODS
 
@@ -82,18 +92,28 @@ class PretrainConfig:
         spec = METHODS[self.method]
         if self.loss is not None:
             _choice("loss", self.loss, spec.losses, f" for method {self.method}")
-        _choice("dataset", self.dataset.lower().replace("_", "-"), DATASET_NAMES)
+        dataset = self.dataset.lower().replace("_", "-")
+        _choice("dataset", dataset, DATASET_NAMES)
         _choice("backbone", self.backbone, BACKBONE_NAMES)
         _choice("optimizer", self.optimizer, OPTIMIZER_NAMES)
         _choice("precision", self.precision, PRECISIONS)
+        _choice("accelerator", self.accelerator, ACCELERATORS)
         for name in self.loggers.split(","):
             _choice("loggers", name, LOGGERS)
         for name in ("epochs", "batch_size", "devices", "num_nodes", "n_global"):
             _at_least(name, getattr(self, name), 1)
-        for name in ("n_local", "workers", "gamma_decay_steps"):
+        for name in ("n_local", "workers", "gamma_decay_steps", "skip_nonfinite"):
             _at_least(name, getattr(self, name), 0)
         for name in ("lr", "weight_decay", "momentum", "warmup_epochs", "probe_lr"):
             _at_least(name, getattr(self, name), 0)
+        for name in _SIZES:
+            if getattr(self, name) is not None:
+                _at_least(name, getattr(self, name), 1)
+        if self.image_size is not None and dataset not in FOLDER_DATASET_NAMES:
+            raise ConfigError(
+                f"image_size={self.image_size}: {dataset} keeps its own size, only image folders "
+                f"are resized ({', '.join(FOLDER_DATASET_NAMES)}); leave image_size unset"
+            )
         if self.n_global + self.n_local < 2 and spec.pairing != "classify":
             raise ConfigError(
                 f"views={self.n_global + self.n_local} (n_global + n_local): "
@@ -193,10 +213,10 @@ def parse_value(name: str, raw: Any) -> Any:
         if kind is int and isinstance(raw, float | str) and float(raw) != int(float(raw)):
             raise ValueError
         value = kind(float(raw)) if kind is int else kind(raw)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: int(float("inf"))
         raise ConfigError(f"{name}={raw!r}: expected {kind.__name__}") from None
-    if kind is float and value != value:  # NaN slips through every comparison
-        raise ConfigError(f"{name}={raw!r}: expected a number")
+    if kind is float and not math.isfinite(value):  # NaN passes no range check, inf passes >= 0
+        raise ConfigError(f"{name}={raw!r}: expected a finite number")
     return value
 
 

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 from ..data.augment import DATASETS, BatchAugment, simclr_views
 from ..data.datasets import InMemoryImages, StreamingImages, holdout_split, load_dataset
 from ..data.memory_loader import DeviceBatches
-from .config import PretrainConfig
+from .config import ConfigError, PretrainConfig
 
 Images = InMemoryImages | StreamingImages
 
@@ -87,6 +87,13 @@ def load_pretrain_data(config: PretrainConfig) -> PretrainData:
             torch.cat([train.images, unlabeled.images]),
             torch.cat([train.labels, unlabeled.labels]),
             train.classes,
+        )
+    ranks = config.devices * config.num_nodes
+    if len(train) < config.batch_size * ranks:  # else Lightning "trains" on no batch at all
+        raise ConfigError(
+            f"batch_size={config.batch_size}: {name} has {len(train)} training images "
+            f"(after val_fraction={config.val_fraction}), too few for one batch on each of "
+            f"{ranks} device(s); valid: batch_size <= {len(train) // ranks}"
         )
     sample, _ = train[0]
     return PretrainData(

@@ -15,9 +15,10 @@ import torch
 from torch import Tensor
 
 from .. import __version__
-from ..methods import Method
+from ..methods import Method, StepOutput
 from .config import PretrainConfig
 from .data import EpochBatches, PretrainData, epoch_seed
+from .errors import NonFiniteLossError
 from .optim import build_optimizer, split_decay_groups, warmup_cosine_scheduler
 from .probe import OnlineProbe, topk_correct
 
@@ -41,6 +42,7 @@ class PretrainModule(L.LightningModule):
         self._generator: torch.Generator | None = None
         self._last_step_time: float | None = None
         self._epoch_start = 0.0
+        self.skipped_nonfinite = 0  # optimiser steps skipped for a non-finite loss or gradient
 
     # --- data ---------------------------------------------------------------------------
 
@@ -102,7 +104,7 @@ class PretrainModule(L.LightningModule):
         seed = epoch_seed(self.config.seed, self.current_epoch, self.global_rank)
         self._generator = torch.Generator(self.device).manual_seed(seed)
 
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor | None:
         images, labels = batch
         optimizer, scheduler = self.optimizers(), self.lr_schedulers()
         self.method.set_step(self.global_step, int(self.trainer.estimated_stepping_batches))
@@ -110,9 +112,14 @@ class PretrainModule(L.LightningModule):
         if self._channels_last:
             views = [v.contiguous(memory_format=torch.channels_last) for v in views]
         out = self.method(views, labels if self.method.spec.needs_labels else None)
-        self._log_step(out.loss, out.components, images.shape[0], optimizer)  # lr of this step
         optimizer.zero_grad(set_to_none=True)
+        # Checked before the optimiser step, so a NaN never reaches the weights or a checkpoint.
+        if not self._finite_everywhere([out.loss]):
+            return self._skip_nonfinite("loss", out, optimizer)
         self.manual_backward(out.loss)
+        if self._check_gradients and not self._finite_everywhere(self._gradients()):
+            return self._skip_nonfinite("gradients", out, optimizer)
+        self._log_step(out.loss, out.components, images.shape[0], optimizer)  # lr of this step
         optimizer.step()
         scheduler.step()
         self.method.after_optimizer_step()
@@ -120,6 +127,40 @@ class PretrainModule(L.LightningModule):
             probe_loss = self.probe.train_step(out.features, labels)
             self.log("probe/loss", probe_loss, on_step=False, on_epoch=True, sync_dist=True)
         return out.loss.detach()
+
+    @property
+    def _check_gradients(self) -> bool:
+        """Whether to check gradients: not under fp16, whose grad scaler skips overflowed steps."""
+        return getattr(self.trainer.precision_plugin, "scaler", None) is None
+
+    def _gradients(self) -> list[Tensor]:
+        return [p.grad for p in self.method.parameters() if p.grad is not None]
+
+    def _finite_everywhere(self, tensors: list[Tensor]) -> bool:
+        """Whether all `tensors` are finite on every rank. All ranks get the same answer, so
+        they skip a step together and DDP's gradient all-reduce never waits for a skipping rank."""
+        if not tensors:
+            return True
+        bad = torch.stack([~torch.isfinite(t).all() for t in tensors]).any().float()
+        return not self.trainer.strategy.reduce(bad, reduce_op="sum").item()
+
+    def _skip_nonfinite(self, what: str, out: StepOutput, optimizer) -> None:
+        """Skip this optimiser step (no update, no EMA, no probe), or raise NonFiniteLossError
+        once more than `skip_nonfinite` steps have been skipped."""
+        optimizer.zero_grad(set_to_none=True)
+        self.skipped_nonfinite += 1
+        allowed = self.config.skip_nonfinite
+        if self.skipped_nonfinite <= allowed:
+            return
+        values = {"loss": out.loss, **out.components}
+        shown = ", ".join(f"{name}={float(v.detach()):.4g}" for name, v in values.items())
+        budget = f"; {self.skipped_nonfinite} such steps exceed skip_nonfinite={allowed}"
+        last = getattr(self.trainer.checkpoint_callback, "last_model_path", "")  # this run's
+        kept = f"the last good checkpoint is {last}" if last else "no checkpoint yet"
+        raise NonFiniteLossError(
+            f"non-finite {what} at step {self.global_step} (epoch {self.current_epoch}): "
+            f"{shown}{budget if allowed else ''}; {kept}"
+        )
 
     def _log_step(self, loss: Tensor, components: dict[str, Tensor], batch: int, optimizer) -> None:
         self.log(
@@ -138,6 +179,9 @@ class PretrainModule(L.LightningModule):
         self._last_step_time = None  # do not count validation time as step time
         seconds = time.perf_counter() - self._epoch_start
         self.log("time/epoch_s", seconds, on_epoch=True, sync_dist=True)
+        self.log(
+            "train/skipped_nonfinite", float(self.skipped_nonfinite), on_epoch=True, sync_dist=True
+        )
 
     # --- online probe evaluation -------------------------------------------------------
 
@@ -164,6 +208,7 @@ class PretrainModule(L.LightningModule):
         }
         if self.probe is not None:
             checkpoint["probe"] = self.probe.state_dict()
+        checkpoint["skipped_nonfinite"] = self.skipped_nonfinite
         # Plain tensors and tuples only, so the checkpoint loads with weights_only=True.
         kind, keys, position, has_gauss, gauss = np.random.get_state()
         checkpoint["rng"] = {
@@ -175,6 +220,7 @@ class PretrainModule(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.probe is not None and "probe" in checkpoint:
             self.probe.load_state_dict(checkpoint["probe"])
+        self.skipped_nonfinite = int(checkpoint.get("skipped_nonfinite", 0))
         rng = checkpoint.get("rng")
         if rng:
             torch.set_rng_state(rng["torch"])

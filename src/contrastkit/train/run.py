@@ -17,10 +17,13 @@ from torch import nn
 
 from ..models.sync_batchnorm import convert_sync_batchnorm
 from .checkpoint_io import AtomicCheckpointIO
+from .compat import check_resumable
 from .config import ConfigError, PretrainConfig
 from .data import load_pretrain_data
 from .factory import method_from_config
 from .module import PretrainModule
+from .preflight import check_free_space, check_output_folder
+from .resume import checkpoint_to_resume
 
 _PRECISION = {"32": "32-true", "bf16": "bf16-mixed", "16": "16-mixed"}
 
@@ -100,6 +103,9 @@ def build_trainer(config: PretrainConfig, callbacks: Sequence[Callback] = ()) ->
         mode="max",
         every_n_epochs=1,
         save_on_train_epoch_end=True,
+        # Overwrite (atomically) rather than write last-v1.ckpt beside an existing last.ckpt: a
+        # resume from a moved folder or past a damaged file must update the names it reads.
+        enable_version_counter=False,
     )
     return L.Trainer(
         max_epochs=config.epochs,
@@ -130,10 +136,15 @@ _QUIET = ("Checkpoint directory .* exists and is not empty", ".*LeafSpec.* is de
 
 
 def pretrain(config: PretrainConfig, callbacks: Sequence[Callback] = ()) -> PretrainResult:
-    """Train as `config` says; with `resume`, continue from `out/last.ckpt`."""
+    """Train as `config` says; with `resume`, continue from the newest good checkpoint in `out`.
+
+    The output folder is checked for writes and free space before any training.
+    """
     last = config.out_dir / "last.ckpt"
-    if config.resume and not last.is_file():
-        raise ConfigError(f"resume=true but there is no checkpoint at {last}")
+    resume_from = checkpoint_to_resume(config.out_dir) if config.resume else None
+    if resume_from is not None:
+        check_resumable(config, resume_from)
+    check_output_folder(config.out_dir)
     for message in _QUIET:
         warnings.filterwarnings("ignore", message=message)
     L.seed_everything(config.seed, workers=True, verbose=False)
@@ -143,8 +154,9 @@ def pretrain(config: PretrainConfig, callbacks: Sequence[Callback] = ()) -> Pret
     torch.set_flush_denormal(True)
     _check_precision(config)
     module = build_module(config)  # data errors surface before Lightning starts printing
+    check_free_space(config.out_dir, module)
     trainer = build_trainer(config, callbacks)
-    trainer.fit(module, ckpt_path=str(last) if config.resume else None)
+    trainer.fit(module, ckpt_path=resume_from)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     folders = {"csv": "logs", "tensorboard": "tensorboard", "wandb": "wandb"}
     logs = {name: config.out_dir / folders[name] for name in config.loggers.split(",")}

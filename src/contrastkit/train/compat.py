@@ -1,0 +1,52 @@
+"""Refuse to resume from a checkpoint made for another model before any training starts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..methods.spec import METHODS
+from .config import ConfigError, PretrainConfig
+
+# The settings that decide the shapes and meaning of the saved weights.
+MODEL_KEYS = (
+    "method",
+    "loss",
+    "backbone",
+    "dataset",
+    "image_size",
+    "projector_hidden_dim",
+    "projector_out_dim",
+    "predictor_hidden_dim",
+)
+
+
+def _model_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """The MODEL_KEYS of a config dict, with the method's default loss and dataset spelling."""
+    values = {key: config.get(key) for key in MODEL_KEYS}
+    spec = METHODS.get(values["method"])
+    if values["loss"] is None and spec is not None:
+        values["loss"] = spec.default_loss
+    if isinstance(values["dataset"], str):
+        values["dataset"] = values["dataset"].lower().replace("_", "-")
+    return values
+
+
+def check_resumable(config: PretrainConfig, checkpoint: Path) -> None:
+    """Raise ConfigError naming both values of each model setting that differs between
+    `config` and the one `checkpoint` was trained with."""
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
+    saved_config = saved.get("contrastkit", {}).get("config")
+    if not isinstance(saved_config, dict):
+        return  # not written by contrastkit: Lightning's own load reports what does not fit
+    before, now = _model_settings(saved_config), _model_settings(config.to_dict())
+    differ = [key for key in MODEL_KEYS if before[key] != now[key]]
+    if differ:
+        made = ", ".join(f"{key}={before[key]}" for key in differ)
+        asked = ", ".join(f"{key}={now[key]}" for key in differ)
+        raise ConfigError(
+            f"resume=true: {checkpoint} was made with {made}, not {asked}; "
+            f"valid: resume with {made}, or pick a new --out"
+        )
