@@ -110,8 +110,6 @@ def _pretrain(args: argparse.Namespace) -> int:
 def _compare(args: argparse.Namespace) -> int:
     """Run (or finish) a comparison grid and print its table."""
     from .compare import CompareSpec, parse_list
-    from .data.datasets import CorruptImageError, DatasetNotFoundError
-    from .fileio import FolderBusyError
 
     if args.replay is not None:
         return _replay(args)
@@ -139,12 +137,27 @@ def _compare(args: argparse.Namespace) -> int:
             },
             overrides=overrides,
         )
-        _check_compare(spec)
-        from .compare import run_grid
+    except ConfigError as error:
+        return _fail(str(error))
+    return _run_compare(spec)
 
+
+def _run_compare(spec: CompareSpec) -> int:
+    """Check the grid, run what is missing under the folder's lock, print the table."""
+    from .compare import run_grid
+    from .data.datasets import CorruptImageError, DatasetNotFoundError
+    from .fileio import FolderBusyError
+    from .train.errors import NonFiniteLossError
+
+    try:
+        _check_compare(spec)
         _, table = run_grid(spec, log=lambda line: print(f"[compare] {line}", flush=True))
     except (ConfigError, DatasetNotFoundError, CorruptImageError, FolderBusyError) as error:
         return _fail(str(error))
+    except NonFiniteLossError as error:
+        return _fail(str(error), EXIT_FAILURE)
+    except OSError as error:  # a write failed during the run: full disk, folder removed
+        return _fail(_write_failure(error), EXIT_FAILURE)
     print(table.read_text())
     print(f"results: {table.parent}/results.md, results.csv, results.json and PNG plots")
     return 0
@@ -152,10 +165,7 @@ def _compare(args: argparse.Namespace) -> int:
 
 def _replay(args: argparse.Namespace) -> int:
     """Rerun the grid a results.json records into a new --out folder, warning of new versions."""
-    from .compare import run_grid
     from .compare.grid import spec_from_results, version_changes
-    from .data.datasets import CorruptImageError, DatasetNotFoundError
-    from .fileio import FolderBusyError
 
     grid_flags = ("losses", "dataset", "data_dir", "backbone", "epochs", "batch_size", "seeds")
     given = [f"--{k.replace('_', '-')}" for k in (*grid_flags, "protocol") if getattr(args, k)]
@@ -175,13 +185,9 @@ def _replay(args: argparse.Namespace) -> int:
                 f"({'; '.join(changes)}); figures may differ",
                 file=sys.stderr,
             )
-        _check_compare(spec)
-        _, table = run_grid(spec, log=lambda line: print(f"[compare] {line}", flush=True))
-    except (ConfigError, DatasetNotFoundError, CorruptImageError, FolderBusyError) as error:
+    except ConfigError as error:
         return _fail(str(error))
-    print(table.read_text())
-    print(f"results: {table.parent}/results.md, results.csv, results.json and PNG plots")
-    return 0
+    return _run_compare(spec)
 
 
 def _evaluate(args: argparse.Namespace) -> int:

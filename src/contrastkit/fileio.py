@@ -73,7 +73,7 @@ def _take(lock: Path, mine: Path, folder: Path) -> None:
             os.link(mine, lock)
         except FileExistsError:
             owner = _lock_owner(lock)
-            if owner is not None and _alive(owner):
+            if owner is not None and process_alive(owner):
                 raise FolderBusyError(
                     f"{folder} is in use by process {owner} (lock file {lock}); "
                     "wait for it to finish or use another --out"
@@ -91,7 +91,7 @@ def _lock_owner(lock: Path) -> int | None:
         return None
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

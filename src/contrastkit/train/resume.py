@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from ..fileio import _alive
+from ..fileio import process_alive
 from .config import ConfigError
 
 # What Lightning and PretrainModule read back when they resume a fit.
@@ -78,5 +78,5 @@ def _remove_orphaned_temp_files(out_dir: Path) -> None:
     """Delete `.<name>.ckpt.tmp<pid>` files whose writing process no longer exists."""
     for path in out_dir.glob(".*.ckpt.tmp*"):
         match = _TEMP_FILE.fullmatch(path.name)
-        if match and not _alive(int(match.group(1))):
+        if match and not process_alive(int(match.group(1))):
             path.unlink(missing_ok=True)
