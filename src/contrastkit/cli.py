@@ -22,7 +22,13 @@ EXIT_BAD_INPUT = 2
 
 
 def _one_line(message: str) -> str:
-    """`message` with line breaks and other control characters (from user input) escaped."""
+    """`message` with line breaks and other control characters (from user input) escaped.
+
+    An error re-raised from a DataLoader worker carries the worker's traceback; only its last
+    line, the original message, is kept.
+    """
+    if "\nOriginal Traceback" in message:
+        message = message.rstrip().splitlines()[-1].split(": ", 1)[-1]
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
 
 

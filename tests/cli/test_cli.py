@@ -197,3 +197,24 @@ def test_resuming_a_checkpoint_of_another_model_is_refused_before_training(
     assert len(lines) == 1, result.stderr
     assert f"{out / 'last.ckpt'} was made with {named}" in lines[0]
     assert "valid: resume with" in lines[0]
+
+
+def test_an_error_from_a_dataloader_worker_is_reported_as_its_own_one_line_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Streaming folders decode in worker processes; a corrupt file there still names itself."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    from contrastkit.data.datasets import CorruptImageError, StreamingImages
+
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    images = StreamingImages([str(bad)], torch.zeros(1, dtype=torch.int64), ["a"], None)
+    with pytest.raises(CorruptImageError) as error:
+        next(iter(DataLoader(images, num_workers=1)))
+    assert "Original Traceback" in str(error.value)  # what the CLI has to clean up
+    assert cli._fail(str(error.value)) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"contrastkit: error: cannot decode image {bad}")
+    assert "Traceback" not in line
