@@ -120,6 +120,11 @@ def holdout_split(labels: Tensor, fraction: float = 0.1) -> tuple[Tensor, Tensor
     return torch.nonzero(~held).flatten(), torch.nonzero(held).flatten()
 
 
+def canonical_name(name: str) -> str:
+    """A dataset name as the loaders spell it: fashion_mnist and Fashion-MNIST alike."""
+    return name.lower().replace("_", "-")
+
+
 def default_cache_dir() -> Path:
     """``$CONTRASTKIT_CACHE`` if set, else ``~/.cache/contrastkit``."""
     return Path(os.environ.get("CONTRASTKIT_CACHE") or "~/.cache/contrastkit").expanduser()
@@ -149,7 +154,7 @@ def load_dataset(
     overrides the preset's choice between decoding a folder into memory and streaming it;
     ``workers`` is the number of decoding processes (default: all CPUs).
     """
-    name = name.lower().replace("_", "-")  # fashion_mnist and fashion-mnist alike
+    name = canonical_name(name)
     if name == "digits":
         return _memory_only(name, _load_digits(split), image_size, stream)
     if name not in _ARRAY_FORMATS and name not in _PRESETS:

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from ..data import InMemoryImages, StreamingImages, load_dataset
+from ..data import InMemoryImages, StreamingImages, canonical_name, load_dataset
 from ..train.data import PretrainData, augment_preset
 from .errors import EvaluationError
 
@@ -19,7 +19,7 @@ Images = InMemoryImages | StreamingImages
 
 def canonical(dataset: str) -> str:
     """A dataset name as the loaders spell it (fashion_mnist and fashion-mnist alike)."""
-    return dataset.lower().replace("_", "-")
+    return canonical_name(dataset)
 
 
 def load_split(
@@ -48,8 +48,7 @@ def recipe(
 
 def normalize(images: Tensor, data: PretrainData) -> Tensor:
     """uint8 (B, C, H, W) images as float32 in [0, 1], standardised per channel as in training."""
-    mean, std = (t.to(images.device) for t in data.normalization())
-    return (images.float() / 255 - mean) / std
+    return data.normalize(images)
 
 
 def batches(

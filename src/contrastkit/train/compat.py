@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from ..data.datasets import canonical_name
 from ..methods.spec import METHODS
 from .config import ConfigError, PretrainConfig
 
@@ -30,7 +31,7 @@ def _model_settings(config: dict[str, Any]) -> dict[str, Any]:
     if values["loss"] is None and spec is not None:
         values["loss"] = spec.default_loss
     if isinstance(values["dataset"], str):
-        values["dataset"] = values["dataset"].lower().replace("_", "-")
+        values["dataset"] = canonical_name(values["dataset"])
     return values
 
 

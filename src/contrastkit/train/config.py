@@ -84,7 +84,7 @@ class PretrainConfig:
 
     def validate(self) -> PretrainConfig:
         """Raise ConfigError naming the first invalid value and what would be valid."""
-        from ..data.datasets import DATASET_NAMES, FOLDER_DATASET_NAMES
+        from ..data.datasets import DATASET_NAMES, FOLDER_DATASET_NAMES, canonical_name
         from ..losses import LOSS_MODULES
         from ..methods.spec import METHODS
 
@@ -92,7 +92,7 @@ class PretrainConfig:
         spec = METHODS[self.method]
         if self.loss is not None:
             _choice("loss", self.loss, spec.losses, f" for method {self.method}")
-        dataset = self.dataset.lower().replace("_", "-")
+        dataset = canonical_name(self.dataset)
         _choice("dataset", dataset, DATASET_NAMES)
         _choice("backbone", self.backbone, BACKBONE_NAMES)
         _choice("optimizer", self.optimizer, OPTIMIZER_NAMES)

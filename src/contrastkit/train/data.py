@@ -12,7 +12,13 @@ from torch import Tensor
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
 from ..data.augment import DATASETS, BatchAugment, simclr_views
-from ..data.datasets import InMemoryImages, StreamingImages, holdout_split, load_dataset
+from ..data.datasets import (
+    InMemoryImages,
+    StreamingImages,
+    canonical_name,
+    holdout_split,
+    load_dataset,
+)
 from ..data.memory_loader import DeviceBatches
 from .config import ConfigError, PretrainConfig
 
@@ -31,7 +37,7 @@ _AUGMENT_PRESETS = {
 
 def augment_preset(dataset: str) -> str:
     """The augmentation preset (normalisation, crop scale, flip) of a dataset name."""
-    return _AUGMENT_PRESETS.get(dataset.lower().replace("_", "-"), "imagenet")
+    return _AUGMENT_PRESETS.get(canonical_name(dataset), "imagenet")
 
 
 @dataclass
@@ -59,6 +65,11 @@ class PretrainData:
         )
         return BatchAugment(views, mean=preset.mean, std=preset.std)
 
+    def normalize(self, images: Tensor) -> Tensor:
+        """uint8 (B, C, H, W) images as float32, standardised per channel as in training."""
+        mean, std = (t.to(images.device) for t in self.normalization())
+        return (images.float() / 255 - mean) / std
+
     def normalization(self) -> tuple[Tensor, Tensor]:
         """Per-channel mean and std (as (1, C, 1, 1) tensors) for un-augmented evaluation."""
         preset = DATASETS[self.augment_preset]
@@ -74,7 +85,7 @@ def load_pretrain_data(config: PretrainConfig) -> PretrainData:
     STL-10 pretrains on its train and unlabeled splits together; the probe's held-out part comes
     from the labelled train split only.
     """
-    name = config.dataset.lower().replace("_", "-")
+    name = canonical_name(config.dataset)
     labelled = _load(config, name, "train")
     if config.val_fraction > 0:
         keep, held = holdout_split(labelled.labels, config.val_fraction)

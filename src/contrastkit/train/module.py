@@ -31,9 +31,6 @@ class PretrainModule(L.LightningModule):
         self.automatic_optimization = False  # the step also updates the EMA and the probe
         self.config, self.method, self.data = config, method, data
         self.augment = data.augmentation(config)
-        mean, std = data.normalization()
-        self.register_buffer("eval_mean", mean, persistent=False)
-        self.register_buffer("eval_std", std, persistent=False)
         self.probe = (
             OnlineProbe(method.backbone.feature_dim, data.num_classes, config.probe_lr)
             if config.probe
@@ -187,7 +184,7 @@ class PretrainModule(L.LightningModule):
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         images, labels = batch
-        inputs = (images.float() / 255 - self.eval_mean) / self.eval_std
+        inputs = self.data.normalize(images)
         logits = self.probe.predict(self.method.backbone(inputs))
         n = labels.shape[0]
         for k in (1, 5):
