@@ -7,12 +7,9 @@ max-pool) is shaped as ours and its classifier is replaced (see the README).
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
-import torch
-
-from .fileio import atomic_write_bytes
+from .fileio import atomic_torch_save
 
 
 def export_backbone(spec: str, out: str | Path) -> Path:
@@ -21,7 +18,5 @@ def export_backbone(spec: str, out: str | Path) -> Path:
 
     encoder = load_encoder(spec)
     state = {k: v.detach().cpu() for k, v in encoder.backbone.body.state_dict().items()}
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    atomic_write_bytes(out, buffer.getvalue())
+    atomic_torch_save(state, out)
     return Path(out)

@@ -25,6 +25,17 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """torch.save `obj` into memory, then write the bytes with :func:`atomic_write_bytes`."""
+    import io
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Text form of :func:`atomic_write_bytes` (UTF-8)."""
     atomic_write_bytes(path, text.encode())

@@ -10,16 +10,11 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from ..data import InMemoryImages, StreamingImages, canonical_name, load_dataset
+from ..data import InMemoryImages, StreamingImages, load_dataset
 from ..train.data import PretrainData, augment_preset
 from .errors import EvaluationError
 
 Images = InMemoryImages | StreamingImages
-
-
-def canonical(dataset: str) -> str:
-    """A dataset name as the loaders spell it (fashion_mnist and fashion-mnist alike)."""
-    return canonical_name(dataset)
 
 
 def load_split(

@@ -10,13 +10,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..data import default_cache_dir
+from ..data import canonical_name, default_cache_dir
 from ..methods import Method
 from ..models.backbones import BACKBONES, Backbone, build_backbone
 from ..train.config import PretrainConfig
 from ..train.data import PretrainData
 from ..train.factory import method_from_config
-from .data import Images, canonical, load_split, recipe
+from .data import Images, load_split, recipe
 from .errors import EvaluationError
 
 RANDOM_PREFIX = "random:"
@@ -96,7 +96,7 @@ def _random_encoder(spec: str, dataset: str, data_dir: str | None, seed: int) ->
         checkpoint=None,
         identity=f"{RANDOM_PREFIX}{name}:{seed}",
         method=None,
-        dataset=canonical(dataset),
+        dataset=canonical_name(dataset),
         data_dir=data_dir,
         cache_dir=cache_dir,
         resize=None,
@@ -118,7 +118,7 @@ def _checkpoint_encoder(spec: str, dataset: str | None, data_dir: str | None) ->
     _load_weights(path, method, checkpoint["state_dict"], config)
 
     cache_dir = Path(config.cache_dir or default_cache_dir()).expanduser()
-    own = dataset is None or canonical(dataset) == canonical(config.dataset)
+    own = dataset is None or canonical_name(dataset) == canonical_name(config.dataset)
     if own:
         name, resize = config.dataset, config.image_size
         data_dir = data_dir if data_dir is not None else config.data_dir
@@ -142,7 +142,7 @@ def _checkpoint_encoder(spec: str, dataset: str | None, data_dir: str | None) ->
         checkpoint=path,
         identity=f"{path.resolve()}|{stat.st_mtime_ns}|{stat.st_size}",
         method=config.method,
-        dataset=canonical(name),
+        dataset=canonical_name(name),
         data_dir=data_dir,
         cache_dir=cache_dir,
         resize=resize,

@@ -8,14 +8,13 @@ and its folder, the split and the feature kind.
 from __future__ import annotations
 
 import hashlib
-import io
 import warnings
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from ..fileio import atomic_write_bytes
+from ..fileio import atomic_torch_save
 from .data import batches, normalize
 from .encoder import Encoder
 from .errors import EvaluationError
@@ -94,9 +93,7 @@ def _read(path: Path) -> tuple[Tensor, Tensor] | None:
 
 
 def _write(path: Path, features: Tensor, labels: Tensor) -> None:
-    buffer = io.BytesIO()
-    torch.save({"features": features, "labels": labels}, buffer)
     try:
-        atomic_write_bytes(path, buffer.getvalue())
+        atomic_torch_save({"features": features, "labels": labels}, path)
     except OSError as error:  # a read-only cache costs a recomputation, not the evaluation
         warnings.warn(f"cannot write feature cache {path}: {error}", stacklevel=3)

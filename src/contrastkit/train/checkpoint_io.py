@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-import io
 import os
 from typing import Any
 
-import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from ..fileio import CheckpointWriteError, atomic_write_bytes
-
-
-def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """torch.save into memory, then write the bytes atomically (temp file, fsync, rename)."""
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
+from ..fileio import CheckpointWriteError, atomic_torch_save
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
