@@ -11,7 +11,7 @@ starting from uint8 images in host memory:
   input pipeline.
 
 Runs alternate between candidates; the table shows the median of the repeats, in images/s
-(each image yields 2 views) and views/s. Usage: ``.venv/bin/python benchmarks/augment.py``;
+(each image yields 2 views) and views/s. Usage: ``.venv/bin/python -m benchmarks.augment``;
 on a machine shared with other jobs, set ``OMP_WAIT_POLICY=PASSIVE`` or pass ``--threads 1``,
 as spin-waiting OpenMP threads make every multi-threaded candidate collapse there.
 """
@@ -23,10 +23,8 @@ import datetime
 import os
 import platform
 import statistics
-import sys
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -36,7 +34,6 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
 from torchvision.transforms import v2
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # run from a checkout
 from contrastkit.data.augment import DATASETS, BatchAugment, simclr_views
 
 VIEWS = 2

@@ -1,32 +1,30 @@
-"""Forward+backward time and peak memory of every loss, against the matmuls it cannot avoid.
+"""Forward+backward time and peak memory of every loss, against lightly and against the floor.
 
-Usage: python benchmarks/losses.py [--sizes 256,1024,4096] [--dim 128] [--repeats 5]
+Usage: python -m benchmarks.losses [--sizes 256,1024,4096] [--dim 128] [--repeats 5]
 [--device cpu] [--threads T]. Prints a markdown table: per loss and batch size N, the median
-wall time of forward+backward, the peak memory it allocates, and the same for its "floor" (the
-bare matrix products of the loss, forward and backward, with the same FLOPs), plus the ratio.
+wall time of forward+backward of ours, of lightly's class for the same loss where lightly has one
+(`pip install -e ".[bench]"`), and of the loss's "floor" (the bare matrix products it cannot
+avoid, forward and backward, with the same FLOPs); the peak memory of ours and lightly's; and the
+ratios. The three are timed in alternation in one process, so load from other processes drifting
+over the run affects them alike. The |Δ loss| column checks that both compute the same value.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
-import statistics
-import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-from torch.profiler import ProfilerActivity, profile
 
 import contrastkit.losses as L
+from benchmarks.measure import Step, paired_median_ms, peak_mib
 
-Step = Callable[[], object]  # one forward+backward
+LossFn = Callable[..., Tensor]
+Inputs = Callable[[int, int, torch.device], tuple[Tensor, ...]]  # (N, D, device) -> inputs
 Factory = Callable[[int, int, torch.device], Step]  # (N, D, device) -> step on fresh inputs
 Shapes = Callable[[int, int], list[tuple[int, int, int]]]  # (N, D) -> matmuls (m, k, n)
-MIB = 2**20
 
 
 def leaf(*shape: int, device: torch.device) -> Tensor:
@@ -34,50 +32,31 @@ def leaf(*shape: int, device: torch.device) -> Tensor:
     return torch.randn(*shape, device=device).requires_grad_(True)
 
 
-def pair_loss(fn: Callable[[Tensor, Tensor], Tensor]) -> Factory:
-    """Step factory for a loss over two (N, D) views, differentiated w.r.t. both."""
-
-    def make(n: int, d: int, device: torch.device) -> Step:
-        z1, z2 = leaf(n, d, device=device), leaf(n, d, device=device)
-        return lambda: torch.autograd.grad(fn(z1, z2), (z1, z2))
-
-    return make
+def two_views(n: int, d: int, device: torch.device) -> tuple[Tensor, ...]:
+    return leaf(n, d, device=device), leaf(n, d, device=device)
 
 
-def simsiam_loss(n: int, d: int, device: torch.device) -> Step:
-    """SimSiam step: gradients reach the predictions only (the projections are stop-gradient)."""
-    p1, p2, z1, z2 = (leaf(n, d, device=device) for _ in range(4))
-    return lambda: torch.autograd.grad(L.simsiam(p1, p2, z1, z2), (p1, p2))
+def simsiam_inputs(n: int, d: int, device: torch.device) -> tuple[Tensor, ...]:
+    """Predictions p1, p2 and projections z1, z2 (the loss stops their gradient)."""
+    return tuple(leaf(n, d, device=device) for _ in range(4))
 
 
-def supcon_loss(n: int, d: int, device: torch.device) -> Step:
-    """SupCon step on two views with 100 classes (CIFAR-100-like label collisions)."""
-    z = leaf(n, 2, d, device=device)
-    labels = torch.randint(0, 100, (n,), device=device)
-    return lambda: torch.autograd.grad(L.supcon(z, labels), (z,))
+def labelled_views(n: int, d: int, device: torch.device) -> tuple[Tensor, ...]:
+    """Two stacked views and 100 classes (CIFAR-100-like label collisions), for SupCon."""
+    return leaf(n, 2, d, device=device), torch.randint(0, 100, (n,), device=device)
 
 
-def sigmoid_loss(gamma: float, kl_weight: float) -> Factory:
-    """Sigmoid-loss step with a learnable scale and bias, as SigmoidLoss holds them."""
-
-    def make(n: int, d: int, device: torch.device) -> Step:
-        z1, z2 = leaf(n, d, device=device), leaf(n, d, device=device)
-        scale = torch.tensor(10.0, device=device, requires_grad=True)
-        bias = torch.tensor(-10.0, device=device, requires_grad=True)
-
-        def step() -> object:
-            loss = L.sigmoid(z1, z2, scale, bias, gamma=gamma, kl_weight=kl_weight)
-            return torch.autograd.grad(loss, (z1, z2, scale, bias))
-
-        return step
-
-    return make
+def views_scale_bias(n: int, d: int, device: torch.device) -> tuple[Tensor, ...]:
+    """Two views and the sigmoid loss's learnable scale and bias."""
+    scale = torch.tensor(10.0, device=device, requires_grad=True)
+    bias = torch.tensor(-10.0, device=device, requires_grad=True)
+    return (*two_views(n, d, device), scale, bias)
 
 
-def uniformity_loss(n: int, d: int, device: torch.device) -> Step:
-    """Uniformity step on one (N, D) batch."""
-    z = leaf(n, d, device=device)
-    return lambda: torch.autograd.grad(L.uniformity(z), (z,))
+def step_of(fn: LossFn, inputs: tuple[Tensor, ...]) -> Step:
+    """Forward+backward of `fn` with respect to every input that requires grad."""
+    wrt = tuple(x for x in inputs if x.requires_grad)
+    return lambda: torch.autograd.grad(fn(*inputs), wrt, allow_unused=True)
 
 
 def matmul_floor(shapes: Shapes) -> Factory:
@@ -110,119 +89,86 @@ def covariance(count: int) -> Shapes:
     return lambda n, d: [(d, n, d)] * count
 
 
+def lightly_losses() -> dict[str, LossFn]:
+    """lightly 1.6.0's class for each loss it shares with us, called like ours; {} without it."""
+    try:
+        from lightly import loss as peer
+    except ImportError:
+        return {}
+    cosine = peer.NegativeCosineSimilarity()
+    return {
+        "nt_xent": peer.NTXentLoss(temperature=0.5),
+        "dcl_symmetric": peer.DCLLoss(temperature=0.1),
+        "dclw": peer.DCLWLoss(temperature=0.1, sigma=0.5),
+        "vicreg": peer.VICRegLoss(),
+        "barlow_twins": peer.BarlowTwinsLoss(),
+        # lightly's SimSiam example: ½[cos(p0, z1.detach()) + cos(p1, z0.detach())], negated.
+        "simsiam": lambda p1, p2, z1, z2: (cosine(p1, z2.detach()) + cosine(p2, z1.detach())) / 2,
+    }
+
+
 @dataclass(frozen=True)
 class Bench:
-    """A loss step and the step of the matrix products it cannot avoid."""
+    """A loss (ours), the matrix products it cannot avoid, and its inputs."""
 
     name: str
-    loss: Factory
+    ours: LossFn
     floor: Factory
+    inputs: Inputs = two_views
 
 
 BENCHES = [
-    Bench("info_nce", pair_loss(L.info_nce), matmul_floor(similarity(1, 1))),
-    Bench("nt_xent", pair_loss(L.nt_xent), matmul_floor(similarity(2, 2))),
-    Bench("dcl", pair_loss(L.dcl), matmul_floor(similarity(1, 2))),
-    Bench("dcl_symmetric", pair_loss(L.dcl_symmetric), matmul_floor(similarity(2, 2))),
-    Bench("dclw", pair_loss(L.dclw), matmul_floor(similarity(2, 2))),
-    Bench("dhel", pair_loss(L.dhel), matmul_floor(similarity(1, 1))),
-    Bench("kcl", pair_loss(L.kcl), matmul_floor(similarity(1, 1, count=2))),
-    Bench("vicreg", pair_loss(L.vicreg), matmul_floor(covariance(2))),
-    Bench("barlow_twins", pair_loss(L.barlow_twins), matmul_floor(covariance(1))),
-    Bench("simsiam", simsiam_loss, rowdot_floor),
-    Bench("supcon", supcon_loss, matmul_floor(similarity(2, 2))),
-    Bench("sigmoid", sigmoid_loss(0.0, 0.0), matmul_floor(similarity(1, 1))),
+    Bench("info_nce", L.info_nce, matmul_floor(similarity(1, 1))),
+    Bench("nt_xent", L.nt_xent, matmul_floor(similarity(2, 2))),
+    Bench("dcl", L.dcl, matmul_floor(similarity(1, 2))),
+    Bench("dcl_symmetric", L.dcl_symmetric, matmul_floor(similarity(2, 2))),
+    Bench("dclw", L.dclw, matmul_floor(similarity(2, 2))),
+    Bench("dhel", L.dhel, matmul_floor(similarity(1, 1))),
+    Bench("kcl", L.kcl, matmul_floor(similarity(1, 1, count=2))),
+    Bench("vicreg", L.vicreg, matmul_floor(covariance(2))),
+    Bench("barlow_twins", L.barlow_twins, matmul_floor(covariance(1))),
+    Bench("simsiam", L.simsiam, rowdot_floor, simsiam_inputs),
+    Bench("supcon", L.supcon, matmul_floor(similarity(2, 2)), labelled_views),
+    Bench("sigmoid", L.sigmoid, matmul_floor(similarity(1, 1)), views_scale_bias),
     # With the KL term the loss needs logitsᵀ, which one process could take from the same matmul.
-    Bench("sigmoid γ=1 kl=0.5", sigmoid_loss(1.0, 0.5), matmul_floor(similarity(1, 1))),
-    Bench("uniformity", uniformity_loss, matmul_floor(similarity(1, 1))),
+    Bench(
+        "sigmoid γ=1 kl=0.5",
+        lambda *x: L.sigmoid(*x, gamma=1.0, kl_weight=0.5),
+        matmul_floor(similarity(1, 1)),
+        views_scale_bias,
+    ),
+    Bench(
+        "uniformity",
+        L.uniformity,
+        matmul_floor(similarity(1, 1)),
+        lambda n, d, dev: (leaf(n, d, device=dev),),
+    ),
 ]
 
 
-def synchronize(device: torch.device) -> None:
-    """Wait for queued kernels so wall time covers the work (a no-op on CPU)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def timed_ms(step: Step, device: torch.device) -> float:
-    """Wall time of one call of `step` in milliseconds."""
-    synchronize(device)
-    start = time.perf_counter()
-    step()
-    synchronize(device)
-    return (time.perf_counter() - start) * 1e3
-
-
-def paired_median_ms(steps: list[Step], repeats: int, device: torch.device) -> list[float]:
-    """Median time of each step, after a warm-up call of each.
-
-    The steps are timed in alternation, so load from other processes drifting over the run
-    affects a loss and its floor alike and their ratio stays meaningful.
-    """
-    for step in steps:
-        step()
-    times = [[timed_ms(step, device) for step in steps] for _ in range(repeats)]
-    return [statistics.median(column) for column in zip(*times, strict=True)]
-
-
-@contextlib.contextmanager
-def stderr_silenced() -> Iterator[None]:
-    """Hide the profiler's C++ start/stop log lines, which bypass Python's sys.stderr."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with open(os.devnull, "w") as null:
-        os.dup2(null.fileno(), 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
-def cpu_peak_bytes(step: Step) -> int:
-    """Peak bytes held by tensors during `step`, beyond those alive before it.
-
-    The profiler with profile_memory=True records every allocation and free made through
-    PyTorch's CPU allocator, temporaries inside kernels included; replaying them in time order
-    gives the live-tensor high-water mark, the CPU analogue of torch.cuda.max_memory_allocated.
-    RSS (ru_maxrss) is not used: glibc keeps freed blocks resident, so in one process it misses
-    reused memory, and a fresh process per measurement would cost more than the benchmark.
-    """
-    with stderr_silenced(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as p:
-        step()
-    events = sorted(
-        (e.start_ns(), e.nbytes())
-        for e in p.profiler.kineto_results.events()
-        if e.name() == "[memory]"
-    )
-    live = peak = 0
-    for _, nbytes in events:
-        live += nbytes
-        peak = max(peak, live)
-    return peak
-
-
-def peak_mib(step: Step, device: torch.device) -> float:
-    """Peak memory `step` allocates on top of what was allocated before it, in MiB."""
-    if device.type != "cuda":
-        return cpu_peak_bytes(step) / MIB
-    synchronize(device)
-    before = torch.cuda.memory_allocated(device)
-    torch.cuda.reset_peak_memory_stats(device)
-    step()
-    synchronize(device)
-    return (torch.cuda.max_memory_allocated(device) - before) / MIB
-
-
-def table_row(bench: Bench, n: int, d: int, repeats: int, device: torch.device) -> str:
-    """One markdown row: loss time and memory, floor time and memory, time ratio."""
-    steps = [bench.loss(n, d, device), bench.floor(n, d, device)]
-    loss_ms, floor_ms = paired_median_ms(steps, repeats, device)
-    loss_mib, floor_mib = (peak_mib(step, device) for step in steps)
-    return (
-        f"| {bench.name} | {n} | {loss_ms:.2f} | {loss_mib:.1f} "
-        f"| {floor_ms:.2f} | {floor_mib:.1f} | {loss_ms / floor_ms:.1f} |"
-    )
+def table_row(
+    bench: Bench, peer: LossFn | None, n: int, d: int, repeats: int, device: torch.device
+) -> str:
+    """One markdown row: ours, lightly's and the floor's time; memory; ratios; |Δ loss|."""
+    inputs = bench.inputs(n, d, device)
+    steps = [step_of(bench.ours, inputs), bench.floor(n, d, device)]
+    if peer is not None:
+        steps.append(step_of(peer, inputs))
+    times = paired_median_ms(steps, repeats, device)
+    ours_ms, floor_ms = times[0], times[1]
+    ours_mib = peak_mib(steps[0], device)
+    cells = [bench.name, str(n), f"{ours_ms:.2f}"]
+    if peer is None:
+        cells += ["—", "—", f"{ours_mib:.1f}", "—"]
+    else:
+        with torch.no_grad():
+            delta = abs(float(bench.ours(*inputs)) - float(peer(*inputs)))
+        peer_ms, peer_mib = times[2], peak_mib(steps[2], device)
+        cells += [f"{peer_ms:.2f}", f"**{ours_ms / peer_ms:.2f}**", f"{ours_mib:.1f}"]
+        cells += [f"{peer_mib:.1f}"]
+    cells += [f"{floor_ms:.2f}", f"{ours_ms / floor_ms:.1f}"]
+    cells += ["—" if peer is None else f"{delta:.1e}"]
+    return "| " + " | ".join(cells) + " |"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -232,12 +178,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dim", type=int, default=128, help="embedding dimension D")
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats (median reported)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:i]")
+    parser.add_argument("--only", default="", help="comma-separated loss names (default: all)")
     parser.add_argument(
         "--threads", type=int, default=None, help="torch threads (default: torch's)"
     )
     args = parser.parse_args(argv)
     args.sizes = [int(s) for s in args.sizes.split(",")]
     args.device = torch.device(args.device)
+    args.only = set(filter(None, args.only.split(",")))
     return args
 
 
@@ -247,15 +195,23 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    peers = lightly_losses()
     print(
         f"float32, D={args.dim}, device={args.device}, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads, median of {args.repeats} after a warm-up\n"
+        f"{torch.get_num_threads()} threads, median of {args.repeats} after a warm-up, "
+        f"lightly {'1.6.0' if peers else 'not installed'}\n"
     )
-    print("| loss | N | fwd+bwd ms | peak MiB | floor ms | floor MiB | × floor |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| loss | N | ours ms | lightly ms | ours/lightly | ours MiB | lightly MiB "
+        "| floor ms | ours/floor | abs Δ loss |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for bench in BENCHES:
+        if args.only and bench.name not in args.only:
+            continue
         for n in args.sizes:
-            print(table_row(bench, n, args.dim, args.repeats, args.device), flush=True)
+            row = table_row(bench, peers.get(bench.name), n, args.dim, args.repeats, args.device)
+            print(row, flush=True)
 
 
 if __name__ == "__main__":

@@ -83,6 +83,14 @@ CASES: dict[str, Case] = {
         ),
         params=("scale", "bias"),
     ),
+    # Chunked forms: blocks of 3 rows that straddle the ranks' boundaries in the gathered batch.
+    "nt_xent_chunked": Case(lambda b, g: L.nt_xent(b["z1"], b["z2"], gather=g, chunk_size=3)),
+    "dclw_chunked": Case(lambda b, g: L.dclw(b["z1"], b["z2"], gather=g, chunk_size=3)),
+    "supcon_labels_chunked": Case(
+        lambda b, g: L.supcon(b["zv"], b["labels"], gather=g, chunk_size=3),
+        rows=("zv",),
+        fixed=("labels",),
+    ),
     "alignment": Case(lambda b, g: L.alignment(b["z1"], b["z2"], gather=g)),
     "uniformity": Case(lambda b, g: L.uniformity(b["z1"], gather=g), rows=("z1",)),
 }

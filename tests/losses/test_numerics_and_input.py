@@ -69,6 +69,7 @@ class Case:
     fn: Callable[[Tensor, Tensor], Tensor]
     identical: Callable[[int], float]
     large_batch: bool = True
+    tolerance: float = 1e-5
 
 
 def _sigmoid_identical(n: int) -> float:
@@ -97,7 +98,9 @@ CASES = [
     ),
     Case("kcl", lambda a, b: kcl(a, b, t=2.0, gamma=16.0), lambda n: 16.0 - 1.0),
     Case("vicreg", vicreg, lambda n: 25.0 * (1 - math.sqrt(1e-4))),
-    Case("barlow_twins", barlow_twins, lambda n: float(SMALL_D)),
+    # The batch-norm kernel's float32 statistics leave ~1e-5 of noise on a collapsed batch,
+    # as torch.nn.BatchNorm1d and lightly's loss do.
+    Case("barlow_twins", barlow_twins, lambda n: float(SMALL_D), tolerance=5e-5),
     Case("simsiam", lambda a, b: simsiam(a, b, b, a), lambda n: -1.0),
     Case("supcon", _supcon(labelled=False), lambda n: math.log(2 * n - 1), large_batch=False),
     Case("supcon_labels", _supcon(labelled=True), lambda n: math.log(2 * n - 1)),
@@ -174,7 +177,10 @@ def check_identical_embeddings(case: Case, n: int) -> None:
     loss = case.fn(z1, z2)
     assert torch.isfinite(loss)
     torch.testing.assert_close(
-        loss.double(), torch.tensor(case.identical(n), dtype=torch.float64), rtol=1e-5, atol=1e-5
+        loss.double(),
+        torch.tensor(case.identical(n), dtype=torch.float64),
+        rtol=case.tolerance,
+        atol=case.tolerance,
     )
     grads = torch.autograd.grad(loss, (z1, z2), allow_unused=True)
     assert grads[0] is not None

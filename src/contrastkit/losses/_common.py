@@ -27,8 +27,12 @@ def full_precision(fn: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         args = tuple(_upcast(a) for a in args)  # type: ignore[assignment]
         kwargs = {k: _upcast(v) for k, v in kwargs.items()}  # type: ignore[assignment]
-        device_types = {a.device.type for a in (*args, *kwargs.values()) if isinstance(a, Tensor)}
-        with _NoAutocast(device_types):
+        tensors = (a for a in (*args, *kwargs.values()) if isinstance(a, Tensor))
+        # Entering autocast contexts costs ~30 µs a call, a third of a small loss: only when on.
+        autocasting = {t.device.type for t in tensors if torch.is_autocast_enabled(t.device.type)}
+        if not autocasting:
+            return fn(*args, **kwargs)
+        with _NoAutocast(autocasting):
             return fn(*args, **kwargs)
 
     return wrapper

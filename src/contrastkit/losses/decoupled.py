@@ -10,65 +10,81 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._common import check_pair, check_positive, full_precision, index_mask, normalize, own_columns
+from ._common import check_pair, check_positive, full_precision, normalize, own_columns
 from .distributed import gather_no_grad, gather_rows, row_offset
+from .row_logsumexp import check_chunk_size, row_logsumexp
 
 
-def _dcl_anchor_losses(
-    u: Tensor,
-    v: Tensor,
-    u_all: Tensor,
-    v_all: Tensor,
-    offset: int,
+def _decoupled(
+    z1: Tensor,
+    z2: Tensor,
     temperature: float,
+    gather: bool,
+    both_directions: bool,
+    chunk_size: int | None,
     positive_weight: Tensor | None = None,
 ) -> Tensor:
-    """Per-anchor DCL with local anchors u: −w_i·u_i·v_i/τ + LSE_{j≠i}({u_i·v_j, u_i·u_j}/τ)."""
-    total = u_all.shape[0]
-    own = own_columns(u.shape[0], offset, u.device)
-    logits = u @ torch.cat([v_all, u_all]).T / temperature
-    excluded = index_mask(own, 2 * total) | index_mask(own + total, 2 * total)
-    negatives = torch.logsumexp(logits.masked_fill(excluded, float("-inf")), dim=1)
+    """mean over anchors of −w_i·a_i·b_i/τ + LSE_{j≠i}({a_i·v_j, a_i·u_j}/τ).
+
+    The anchors are u (one-sided) or u and v (both directions); every anchor sees the gathered
+    u and v except the two embeddings of its own sample.
+    """
+    n = z1.shape[0]
+    u, v = normalize(z1), normalize(z2)
+    candidates = torch.cat([gather_rows(u, gather), gather_rows(v, gather)])
+    own = own_columns(n, row_offset(n, gather), u.device)
+    excluded = torch.stack([own, own + candidates.shape[0] // 2], dim=1)
+    anchors = torch.cat([u, v]) if both_directions else u
+    if both_directions:
+        excluded = excluded.repeat(2, 1)
     positive = (u * v).sum(dim=1) / temperature
     if positive_weight is not None:
         positive = positive * positive_weight
-    return negatives - positive
-
-
-def _both_directions(
-    z1: Tensor, z2: Tensor, temperature: float, gather: bool, weight: Tensor | None = None
-) -> Tensor:
-    """Mean of the two one-sided DCL losses, sharing one gather of each view."""
-    u, v = normalize(z1), normalize(z2)
-    u_all, v_all = gather_rows(u, gather), gather_rows(v, gather)
-    offset = row_offset(u.shape[0], gather)
-    forward = _dcl_anchor_losses(u, v, u_all, v_all, offset, temperature, weight)
-    backward = _dcl_anchor_losses(v, u, v_all, u_all, offset, temperature, weight)
-    return (forward.mean() + backward.mean()) / 2
+    if both_directions:
+        positive = positive.repeat(2)
+    lse = row_logsumexp(anchors / temperature, candidates, excluded, chunk_size)
+    return (lse - positive).mean()
 
 
 @full_precision
-def dcl(z1: Tensor, z2: Tensor, temperature: float = 0.1, gather: bool = True) -> Tensor:
-    """One-sided DCL with anchors from z1: mean_i[−u_i·v_i/τ + LSE_{j≠i}({u_i·v_j, u_i·u_j}/τ)]."""
+def dcl(
+    z1: Tensor,
+    z2: Tensor,
+    temperature: float = 0.1,
+    gather: bool = True,
+    chunk_size: int | None = None,
+) -> Tensor:
+    """One-sided DCL with anchors from z1: mean_i[−u_i·v_i/τ + LSE_{j≠i}({u_i·v_j, u_i·u_j}/τ)].
+
+    `chunk_size=k` computes the logits k rows at a time, in memory linear in the batch.
+    """
     check_pair(z1, z2)
     check_positive("temperature", temperature)
-    u, v = normalize(z1), normalize(z2)
-    u_all, v_all = gather_rows(u, gather), gather_rows(v, gather)
-    offset = row_offset(u.shape[0], gather)
-    return _dcl_anchor_losses(u, v, u_all, v_all, offset, temperature).mean()
+    return _decoupled(z1, z2, temperature, gather, False, chunk_size)
 
 
 @full_precision
-def dcl_symmetric(z1: Tensor, z2: Tensor, temperature: float = 0.1, gather: bool = True) -> Tensor:
+def dcl_symmetric(
+    z1: Tensor,
+    z2: Tensor,
+    temperature: float = 0.1,
+    gather: bool = True,
+    chunk_size: int | None = None,
+) -> Tensor:
     """DCL over all 2N anchors: the mean of both one-sided directions."""
     check_pair(z1, z2)
     check_positive("temperature", temperature)
-    return _both_directions(z1, z2, temperature, gather)
+    return _decoupled(z1, z2, temperature, gather, True, chunk_size)
 
 
 @full_precision
 def dclw(
-    z1: Tensor, z2: Tensor, temperature: float = 0.1, sigma: float = 0.5, gather: bool = True
+    z1: Tensor,
+    z2: Tensor,
+    temperature: float = 0.1,
+    sigma: float = 0.5,
+    gather: bool = True,
+    chunk_size: int | None = None,
 ) -> Tensor:
     """Weighted DCL: the positive term scaled by w_i = 2 − N·softmax_i(u_i·v_i/σ), without gradient.
 
@@ -83,36 +99,47 @@ def dclw(
         weights_all = 2 - similarity.shape[0] * F.softmax(similarity / sigma, dim=0)
         offset = row_offset(z1.shape[0], gather)
         weights = weights_all[offset : offset + z1.shape[0]]
-    return _both_directions(z1, z2, temperature, gather, weights)
+    return _decoupled(z1, z2, temperature, gather, True, chunk_size, weights)
 
 
 class DCLLoss(nn.Module):
     """Module form of :func:`dcl`."""
 
-    def __init__(self, temperature: float = 0.1, gather: bool = True):
+    def __init__(
+        self, temperature: float = 0.1, gather: bool = True, chunk_size: int | None = None
+    ):
         super().__init__()
         check_positive("temperature", temperature)
-        self.temperature, self.gather = temperature, gather
+        check_chunk_size(chunk_size)
+        self.temperature, self.gather, self.chunk_size = temperature, gather, chunk_size
 
     def forward(self, z1: Tensor, z2: Tensor) -> Tensor:
-        return dcl(z1, z2, self.temperature, self.gather)
+        return dcl(z1, z2, self.temperature, self.gather, self.chunk_size)
 
 
 class DCLSymmetricLoss(DCLLoss):
     """Module form of :func:`dcl_symmetric`."""
 
     def forward(self, z1: Tensor, z2: Tensor) -> Tensor:
-        return dcl_symmetric(z1, z2, self.temperature, self.gather)
+        return dcl_symmetric(z1, z2, self.temperature, self.gather, self.chunk_size)
 
 
 class DCLWLoss(nn.Module):
     """Module form of :func:`dclw`."""
 
-    def __init__(self, temperature: float = 0.1, sigma: float = 0.5, gather: bool = True):
+    def __init__(
+        self,
+        temperature: float = 0.1,
+        sigma: float = 0.5,
+        gather: bool = True,
+        chunk_size: int | None = None,
+    ):
         super().__init__()
         check_positive("temperature", temperature)
         check_positive("sigma", sigma)
+        check_chunk_size(chunk_size)
         self.temperature, self.sigma, self.gather = temperature, sigma, gather
+        self.chunk_size = chunk_size
 
     def forward(self, z1: Tensor, z2: Tensor) -> Tensor:
-        return dclw(z1, z2, self.temperature, self.sigma, self.gather)
+        return dclw(z1, z2, self.temperature, self.sigma, self.gather, self.chunk_size)

@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from ._common import check_embeddings, check_pair, check_positive, full_precision, normalize
 from .distributed import gather_rows
+from .row_logsumexp import check_chunk_size, row_logsumexp
 
 
 @full_precision
@@ -26,19 +27,22 @@ def alignment(z1: Tensor, z2: Tensor, alpha: float = 2.0, gather: bool = True) -
 
 
 @full_precision
-def uniformity(z: Tensor, t: float = 2.0, gather: bool = True) -> Tensor:
+def uniformity(
+    z: Tensor, t: float = 2.0, gather: bool = True, chunk_size: int | None = None
+) -> Tensor:
     """log mean_{i≠j} exp(−t‖u_i − u_j‖²) over all pairs of the (gathered) batch.
 
     The log of a mean does not split over ranks, so every rank computes it on the whole batch.
+    −t‖u_i − u_j‖² = 2t·u_i·u_j − 2t, so it is a log-sum-exp of row log-sum-exps;
+    `chunk_size=k` computes them k rows at a time, in memory linear in the batch.
     """
     check_embeddings(z, "z")
     check_positive("t", t)
     u = normalize(gather_rows(z, gather))
     n = u.shape[0]
-    log_kernel = -t * (2 - 2 * (u @ u.T))
-    diagonal = torch.eye(n, dtype=torch.bool, device=u.device)
-    log_sum = torch.logsumexp(log_kernel.masked_fill(diagonal, float("-inf")).flatten(), dim=0)
-    return log_sum - math.log(n * (n - 1))
+    diagonal = torch.arange(n, device=u.device)[:, None]
+    row_lse = row_logsumexp(2 * t * u, u, diagonal, chunk_size)
+    return torch.logsumexp(row_lse, dim=0) - 2 * t - math.log(n * (n - 1))
 
 
 class AlignmentLoss(nn.Module):
@@ -56,10 +60,11 @@ class AlignmentLoss(nn.Module):
 class UniformityLoss(nn.Module):
     """Module form of :func:`uniformity`."""
 
-    def __init__(self, t: float = 2.0, gather: bool = True):
+    def __init__(self, t: float = 2.0, gather: bool = True, chunk_size: int | None = None):
         super().__init__()
         check_positive("t", t)
-        self.t, self.gather = t, gather
+        check_chunk_size(chunk_size)
+        self.t, self.gather, self.chunk_size = t, gather, chunk_size
 
     def forward(self, z: Tensor) -> Tensor:
-        return uniformity(z, self.t, self.gather)
+        return uniformity(z, self.t, self.gather, self.chunk_size)

@@ -7,29 +7,32 @@ from torch import Tensor, nn
 
 from ._common import check_pair, check_positive, full_precision, index_mask, normalize, own_columns
 from .distributed import gather_rows, row_offset
-
-
-def _lse_others(a: Tensor, a_all: Tensor, own: Tensor, temperature: float) -> Tensor:
-    """LSE_{j≠i}(a_i·a_j/τ) for local rows a against all rows a_all."""
-    logits = a @ a_all.T / temperature
-    return torch.logsumexp(logits.masked_fill(index_mask(own, a_all.shape[0]), float("-inf")), 1)
+from .row_logsumexp import check_chunk_size, row_logsumexp
 
 
 @full_precision
 def dhel(
-    z1: Tensor, z2: Tensor, temperature: float = 0.3, both_views: bool = False, gather: bool = True
+    z1: Tensor,
+    z2: Tensor,
+    temperature: float = 0.3,
+    both_views: bool = False,
+    gather: bool = True,
+    chunk_size: int | None = None,
 ) -> Tensor:
     """Decoupled hyperspherical energy loss: mean_i[−u_i·v_i/τ + LSE_{j≠i}(u_i·u_j/τ)].
 
     `both_views=True` adds LSE_{j≠i}(v_i·v_j/τ), as the authors' code does by default.
+    `chunk_size=k` computes the logits k rows at a time, in memory linear in the batch.
     """
     check_pair(z1, z2)
     check_positive("temperature", temperature)
     u, v = normalize(z1), normalize(z2)
-    own = own_columns(u.shape[0], row_offset(u.shape[0], gather), u.device)
-    per_anchor = _lse_others(u, gather_rows(u, gather), own, temperature)
+    own = own_columns(u.shape[0], row_offset(u.shape[0], gather), u.device)[:, None]
+    per_anchor = row_logsumexp(u / temperature, gather_rows(u, gather), own, chunk_size)
     if both_views:
-        per_anchor = per_anchor + _lse_others(v, gather_rows(v, gather), own, temperature)
+        per_anchor = per_anchor + row_logsumexp(
+            v / temperature, gather_rows(v, gather), own, chunk_size
+        )
     return (per_anchor - (u * v).sum(dim=1) / temperature).mean()
 
 
@@ -62,13 +65,21 @@ def kcl(z1: Tensor, z2: Tensor, t: float = 2.0, gamma: float = 16.0, gather: boo
 class DHELLoss(nn.Module):
     """Module form of :func:`dhel`."""
 
-    def __init__(self, temperature: float = 0.3, both_views: bool = False, gather: bool = True):
+    def __init__(
+        self,
+        temperature: float = 0.3,
+        both_views: bool = False,
+        gather: bool = True,
+        chunk_size: int | None = None,
+    ):
         super().__init__()
         check_positive("temperature", temperature)
+        check_chunk_size(chunk_size)
         self.temperature, self.both_views, self.gather = temperature, both_views, gather
+        self.chunk_size = chunk_size
 
     def forward(self, z1: Tensor, z2: Tensor) -> Tensor:
-        return dhel(z1, z2, self.temperature, self.both_views, self.gather)
+        return dhel(z1, z2, self.temperature, self.both_views, self.gather, self.chunk_size)
 
 
 class KCLLoss(nn.Module):

@@ -3,71 +3,99 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._common import check_pair, check_positive, full_precision, index_mask, normalize, own_columns
+from ._common import check_pair, check_positive, full_precision, normalize, own_columns
 from .distributed import gather_rows, row_offset
+from .row_logsumexp import check_chunk_size, row_logsumexp
 
 
 @full_precision
 def info_nce(
-    z1: Tensor, z2: Tensor, temperature: float = 0.1, symmetric: bool = False, gather: bool = True
+    z1: Tensor,
+    z2: Tensor,
+    temperature: float = 0.1,
+    symmetric: bool = False,
+    gather: bool = True,
+    chunk_size: int | None = None,
 ) -> Tensor:
     """Cross-entropy of the cross-view logits u·vᵀ/τ with target i (van den Oord et al., 2018).
 
-    With `symmetric=True` the v→u direction is averaged in, as in CLIP.
+    With `symmetric=True` the v→u direction is averaged in, as in CLIP. `chunk_size=k` computes
+    the logits k rows at a time, forward and backward, in memory linear in the batch.
     """
     check_pair(z1, z2)
     check_positive("temperature", temperature)
     u, v = normalize(z1), normalize(z2)
-    target = own_columns(u.shape[0], row_offset(u.shape[0], gather), u.device)
-    loss = F.cross_entropy(u @ gather_rows(v, gather).T / temperature, target)
+    positive = (u * v).sum(dim=1) / temperature
+    loss = (
+        row_logsumexp(u / temperature, gather_rows(v, gather), None, chunk_size) - positive
+    ).mean()
     if symmetric:
-        loss_vu = F.cross_entropy(v @ gather_rows(u, gather).T / temperature, target)
-        loss = (loss + loss_vu) / 2
+        lse_vu = row_logsumexp(v / temperature, gather_rows(u, gather), None, chunk_size)
+        loss = (loss + (lse_vu - positive).mean()) / 2
     return loss
 
 
 @full_precision
-def nt_xent(z1: Tensor, z2: Tensor, temperature: float = 0.5, gather: bool = True) -> Tensor:
-    """SimCLR's NT-Xent: 2N anchors, each against the 2N−1 other embeddings (Chen et al., 2020)."""
+def nt_xent(
+    z1: Tensor,
+    z2: Tensor,
+    temperature: float = 0.5,
+    gather: bool = True,
+    chunk_size: int | None = None,
+) -> Tensor:
+    """SimCLR's NT-Xent: 2N anchors, each against the 2N−1 other embeddings (Chen et al., 2020).
+
+    `chunk_size=k` computes the logits k rows at a time, in memory linear in the batch.
+    """
     check_pair(z1, z2)
     check_positive("temperature", temperature)
     n = z1.shape[0]
-    anchors = torch.cat([normalize(z1), normalize(z2)])
-    u_all, v_all = gather_rows(anchors[:n], gather), gather_rows(anchors[n:], gather)
-    total, offset = u_all.shape[0], row_offset(n, gather)
-    logits = anchors @ torch.cat([u_all, v_all]).T / temperature
-    # Anchor u_i sits at column offset+i, v_i at total+offset+i; each is the positive of the other.
-    own = own_columns(n, offset, logits.device)
-    own = torch.cat([own, own + total])
-    positive = torch.cat([own[n:], own[:n]])
-    return F.cross_entropy(logits.masked_fill(index_mask(own, 2 * total), float("-inf")), positive)
+    u, v = normalize(z1), normalize(z2)
+    anchors = torch.cat([u, v])
+    candidates = torch.cat([gather_rows(u, gather), gather_rows(v, gather)])
+    # Anchor u_i sits at column offset+i, v_i at total+offset+i: each excludes only itself.
+    own = own_columns(n, row_offset(n, gather), u.device)
+    own = torch.cat([own, own + candidates.shape[0] // 2])[:, None]
+    positive = (u * v).sum(dim=1).repeat(2) / temperature
+    lse = row_logsumexp(anchors / temperature, candidates, own, chunk_size)
+    return (lse - positive).mean()
 
 
 class InfoNCELoss(nn.Module):
     """Module form of :func:`info_nce`."""
 
-    def __init__(self, temperature: float = 0.1, symmetric: bool = False, gather: bool = True):
+    def __init__(
+        self,
+        temperature: float = 0.1,
+        symmetric: bool = False,
+        gather: bool = True,
+        chunk_size: int | None = None,
+    ):
         super().__init__()
         check_positive("temperature", temperature)
+        check_chunk_size(chunk_size)
         self.temperature, self.symmetric, self.gather = temperature, symmetric, gather
+        self.chunk_size = chunk_size
 
     def forward(self, z1: Tensor, z2: Tensor) -> Tensor:
-        return info_nce(z1, z2, self.temperature, self.symmetric, self.gather)
+        return info_nce(z1, z2, self.temperature, self.symmetric, self.gather, self.chunk_size)
 
 
 class NTXentLoss(nn.Module):
     """Module form of :func:`nt_xent`."""
 
-    def __init__(self, temperature: float = 0.5, gather: bool = True):
+    def __init__(
+        self, temperature: float = 0.5, gather: bool = True, chunk_size: int | None = None
+    ):
         super().__init__()
         check_positive("temperature", temperature)
-        self.temperature, self.gather = temperature, gather
+        check_chunk_size(chunk_size)
+        self.temperature, self.gather, self.chunk_size = temperature, gather, chunk_size
 
     def forward(self, z1: Tensor, z2: Tensor) -> Tensor:
-        return nt_xent(z1, z2, self.temperature, self.gather)
+        return nt_xent(z1, z2, self.temperature, self.gather, self.chunk_size)
 
 
 __all__ = ["InfoNCELoss", "NTXentLoss", "info_nce", "nt_xent"]

@@ -6,8 +6,9 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from ._common import check_embeddings, check_positive, full_precision, index_mask, normalize
+from ._common import check_embeddings, check_positive, full_precision, normalize
 from .distributed import gather_no_grad, gather_rows, is_gathering, row_offset, world_size
+from .row_logsumexp import check_chunk_size, row_logsumexp
 
 
 def _view_major(z: Tensor) -> Tensor:
@@ -17,13 +18,18 @@ def _view_major(z: Tensor) -> Tensor:
 
 @full_precision
 def supcon(
-    z: Tensor, labels: Tensor | None = None, temperature: float = 0.1, gather: bool = True
+    z: Tensor,
+    labels: Tensor | None = None,
+    temperature: float = 0.1,
+    gather: bool = True,
+    chunk_size: int | None = None,
 ) -> Tensor:
     """L_out over all N·V anchors: −1/|P(i)| Σ_{p∈P(i)} log softmax_{a≠i}(z_i·z_a/τ)[p].
 
     Positives are the other views of the sample and of every sample with the same label;
     `labels=None` keeps only the other views, which for V=2 is NT-Xent. The mean runs over the
-    anchors that have at least one positive.
+    anchors that have at least one positive. `chunk_size=k` computes the logits k rows at a
+    time, in memory linear in the batch.
     """
     if not isinstance(z, Tensor) or z.ndim != 3:
         shape = tuple(z.shape) if isinstance(z, Tensor) else type(z).__name__
@@ -48,13 +54,19 @@ def supcon(
     total = candidates.shape[0] // views
 
     own = torch.cat([torch.arange(n, device=z.device) + k * total + offset for k in range(views)])
-    is_self = index_mask(own, candidates.shape[0])
-    logits = (anchors @ candidates.T / temperature).masked_fill(is_self, float("-inf"))
-    log_prob = logits.log_softmax(dim=1)
-    positive = (ids.to(z.device).repeat(views)[:, None] == candidate_ids[None, :]) & ~is_self
-    positive_count = positive.sum(dim=1)
+    lse = row_logsumexp(anchors / temperature, candidates, own[:, None], chunk_size)
+    # Σ_{p∈P(i)} z_i·z_p = z_i·(sum of i's class) − z_i·z_i: O(N·D), no N×N mask. Subtracting the
+    # anchor's own candidate row keeps the gradient of the self term exactly cancelled. Sums over
+    # classes of thousands of rows run in float64, where float32 would lose ~1e-4 of the term.
+    classes, candidate_class = torch.unique(candidate_ids, return_inverse=True)
+    wide = candidates.double()
+    class_sums = wide.new_zeros(classes.shape[0], wide.shape[1]).index_add(0, candidate_class, wide)
+    anchor_class = candidate_class[own]
+    positive_count = torch.bincount(candidate_class, minlength=classes.shape[0])[anchor_class] - 1
+    others = class_sums[anchor_class] - wide[own]
+    positive_sum = (anchors.double() * others).sum(dim=1).to(anchors.dtype)
     has_positive = positive_count > 0
-    per_anchor = -log_prob.masked_fill(~positive, 0.0).sum(dim=1) / positive_count.clamp_min(1)
+    per_anchor = lse - positive_sum / temperature / positive_count.clamp_min(1)
     return _mean_over_global_anchors(per_anchor[has_positive], has_positive.sum(), gather)
 
 
@@ -74,10 +86,13 @@ def _mean_over_global_anchors(values: Tensor, local_count: Tensor, gather: bool)
 class SupConLoss(nn.Module):
     """Module form of :func:`supcon`."""
 
-    def __init__(self, temperature: float = 0.1, gather: bool = True):
+    def __init__(
+        self, temperature: float = 0.1, gather: bool = True, chunk_size: int | None = None
+    ):
         super().__init__()
         check_positive("temperature", temperature)
-        self.temperature, self.gather = temperature, gather
+        check_chunk_size(chunk_size)
+        self.temperature, self.gather, self.chunk_size = temperature, gather, chunk_size
 
     def forward(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
-        return supcon(z, labels, self.temperature, self.gather)
+        return supcon(z, labels, self.temperature, self.gather, self.chunk_size)

@@ -12,21 +12,18 @@ from .distributed import gather_rows
 _STD_EPS = 1e-4
 
 
-def _off_diagonal(m: Tensor) -> Tensor:
-    """All off-diagonal entries of a square matrix, flattened."""
-    d = m.shape[0]
-    return m.flatten()[:-1].view(d - 1, d + 1)[:, 1:].flatten()
+def _variance_and_covariance(x: Tensor) -> tuple[Tensor, Tensor]:
+    """Variance term mean_d relu(1 − sqrt(Var(x_d) + eps)) and covariance term
+    Σ_{d≠e} Cov(x)_de² / D, both from one covariance matrix (unbiased).
 
-
-def _variance_term(x: Tensor) -> Tensor:
-    """mean_d relu(1 − sqrt(Var(x_d) + eps)) over a centred batch (unbiased variance)."""
-    return F.relu(1 - torch.sqrt(x.var(dim=0) + _STD_EPS)).mean()
-
-
-def _covariance_term(x: Tensor) -> Tensor:
-    """Sum of squared off-diagonal covariances / D over a centred batch."""
+    The variances are its diagonal, so no separate column reduction runs over the batch.
+    """
+    x = x - x.mean(dim=0)
     cov = x.T @ x / (x.shape[0] - 1)
-    return _off_diagonal(cov).pow(2).sum() / x.shape[1]
+    var = torch.diagonal(cov)
+    variance = F.relu(1 - torch.sqrt(var + _STD_EPS)).mean()
+    covariance = (cov.pow(2).sum() - var.pow(2).sum()) / x.shape[1]
+    return variance, covariance
 
 
 @full_precision
@@ -37,12 +34,11 @@ def vicreg_terms(z1: Tensor, z2: Tensor, gather: bool = True) -> dict[str, Tenso
     """
     check_pair(z1, z2)
     x, y = gather_rows(z1, gather), gather_rows(z2, gather)
-    invariance = F.mse_loss(x, y)
-    x, y = x - x.mean(dim=0), y - y.mean(dim=0)
+    (var_x, cov_x), (var_y, cov_y) = _variance_and_covariance(x), _variance_and_covariance(y)
     return {
-        "invariance": invariance,
-        "variance": (_variance_term(x) + _variance_term(y)) / 2,
-        "covariance": _covariance_term(x) + _covariance_term(y),
+        "invariance": F.mse_loss(x, y),
+        "variance": (var_x + var_y) / 2,
+        "covariance": cov_x + cov_y,
     }
 
 
