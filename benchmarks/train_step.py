@@ -4,10 +4,13 @@ One step is data → two augmented views → backbone and projector on each → 
 SGD update, on the same images, backbone, projector, batch size, precision and optimiser:
 
 * ours: in-memory uint8 batches (`train.data.EpochBatches`), `BatchAugment` on whole batches,
-  `Method` (simclr, nt_xent) and the non-finite check `PretrainModule` makes every step;
+  channels-last memory, `Method` (simclr, nt_xent) and the non-finite check
+  `PretrainModule.training_step` makes every step (its logging and Lightning's loop excluded);
 * lightly: the same images as PIL images in a torchvision-style Dataset with lightly 1.6.0's
   `SimCLRTransform` (jitter strength 0.5 = 0.4/0.4/0.4/0.1, no blur at 32 px, as ours), a
-  torch DataLoader with 2 workers, lightly's `NTXentLoss`, the same backbone and projector.
+  torch DataLoader with 2 workers, lightly's `NTXentLoss`, the same backbone and projector in
+  PyTorch's default memory format, as lightly's examples leave it; a third row runs that loop
+  with the model and batches in channels-last, to separate that gain from the rest.
 
 Each timed run is one epoch over the images with a fresh iterator (the loader's workers start
 from empty queues); the candidates alternate, and the table shows the median images/s of the
@@ -69,6 +72,8 @@ def ours(images: Tensor, args: argparse.Namespace) -> tuple[Epoch, torch.nn.Modu
         "cifar10" if args.size == 32 else "stl10",
     )
     method = method_from_config(config, args.size, 3, 1).to(args.device)
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    method.to(memory_format=memory_format)
     augment = data.augmentation(config)
     optimizer = torch.optim.SGD(method.parameters(), lr=0.06, momentum=0.9, weight_decay=5e-4)
     batches = EpochBatches(data.train, args.batch_size, args.device, seed=0, epoch=lambda: 0)
@@ -77,8 +82,10 @@ def ours(images: Tensor, args: argparse.Namespace) -> tuple[Epoch, torch.nn.Modu
     def epoch() -> int:
         seen = 0
         for batch, _ in batches:
+            views = augment(batch, generator=generator)
+            views = [v.contiguous(memory_format=memory_format) for v in views]
             with autocast(args):
-                loss = method(augment(batch, generator=generator)).loss
+                loss = method(views).loss
             optimizer.zero_grad(set_to_none=True)
             if not torch.isfinite(loss):
                 raise FloatingPointError("non-finite loss")
@@ -91,8 +98,12 @@ def ours(images: Tensor, args: argparse.Namespace) -> tuple[Epoch, torch.nn.Modu
     return epoch, method
 
 
-def lightly_reference(images: Tensor, model: torch.nn.Module, args: argparse.Namespace) -> Epoch:
+def lightly_reference(
+    images: Tensor, model: torch.nn.Module, args: argparse.Namespace, channels_last: bool
+) -> Epoch:
     """The loop lightly's SimCLR example writes, on the same images and architecture."""
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    model.to(memory_format=memory_format)
     from lightly.loss import NTXentLoss
     from lightly.transforms import SimCLRTransform
 
@@ -120,7 +131,10 @@ def lightly_reference(images: Tensor, model: torch.nn.Module, args: argparse.Nam
     def epoch() -> int:
         seen = 0
         for (x0, x1), _ in loader:
-            x0, x1 = x0.to(args.device, non_blocking=True), x1.to(args.device, non_blocking=True)
+            x0, x1 = (
+                x.to(args.device, non_blocking=True).contiguous(memory_format=memory_format)
+                for x in (x0, x1)
+            )
             with autocast(args):
                 loss = criterion(projector(backbone(x0)), projector(backbone(x1)))
             loss.backward()
@@ -162,11 +176,10 @@ def main(argv: list[str] | None = None) -> None:
     torch.manual_seed(0)
     images = torch.randint(0, 256, (args.images, 3, args.size, args.size), dtype=torch.uint8)
     ours_epoch, method = ours(images, args)
-    reference_model = copy.deepcopy(method).to(args.device)
-    candidates = {
-        "ours": ours_epoch,
-        "lightly loop": lightly_reference(images, reference_model, args),
-    }
+    candidates = {"ours": ours_epoch}
+    for label, channels_last in (("lightly loop", False), ("lightly loop, channels-last", True)):
+        model = copy.deepcopy(method)
+        candidates[label] = lightly_reference(images, model, args, channels_last)
     for epoch in candidates.values():  # warm-up: allocator, loader workers, one-off kernels
         epoch()
     rates: dict[str, list[float]] = {name: [] for name in candidates}

@@ -19,6 +19,9 @@ from contrastkit.losses.row_logsumexp import row_logsumexp
 
 N, D = 13, 6
 CHUNKS = (1, 4, 13, 50)
+# Learnable in training: the chunked forms must pass their gradients through too (checked below).
+SCALE = torch.tensor(7.0, dtype=torch.float64, requires_grad=True)
+BIAS = torch.tensor(-3.0, dtype=torch.float64, requires_grad=True)
 LABELS = torch.tensor([0, 1, 0, 2, 1, 0, 3, 3, 2, 0, 4, 1, 5])
 
 ChunkedLoss = Callable[[Tensor, Tensor, int | None], Tensor]
@@ -34,6 +37,11 @@ CASES: dict[str, ChunkedLoss] = {
     "supcon_labels": lambda a, b, c: L.supcon(torch.stack([a, b], 1), LABELS, chunk_size=c),
     "supcon_unlabelled": lambda a, b, c: L.supcon(torch.stack([a, b], 1), chunk_size=c),
     "uniformity": lambda a, b, c: L.uniformity(torch.cat([a, b]), t=2.0, chunk_size=c),
+    "kcl": lambda a, b, c: L.kcl(a, b, t=2.0, gamma=16.0, chunk_size=c),
+    "sigmoid": lambda a, b, c: L.sigmoid(a, b, SCALE, BIAS, chunk_size=c),
+    "sigmoid_modulated_kl": lambda a, b, c: L.sigmoid(
+        a, b, SCALE, BIAS, gamma=1.5, kl_weight=0.7, chunk_size=c
+    ),
 }
 
 
@@ -48,10 +56,11 @@ def views(seed: int) -> tuple[Tensor, Tensor]:
 @pytest.mark.parametrize("name", CASES)
 def test_chunked_equals_dense_in_float64(name: str, chunk: int) -> None:
     z1, z2 = views(seed=len(name) + chunk)
+    wrt = (z1, z2, SCALE, BIAS) if name.startswith("sigmoid") else (z1, z2)
     dense = CASES[name](z1, z2, None)
-    dense_grads = torch.autograd.grad(dense, (z1, z2))
+    dense_grads = torch.autograd.grad(dense, wrt)
     chunked = CASES[name](z1, z2, chunk)
-    chunked_grads = torch.autograd.grad(chunked, (z1, z2))
+    chunked_grads = torch.autograd.grad(chunked, wrt)
     torch.testing.assert_close(chunked, dense, rtol=1e-10, atol=1e-10)
     for got, expected in zip(chunked_grads, dense_grads, strict=True):
         torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10)
@@ -99,7 +108,7 @@ def peak_mib(fn: ChunkedLoss, n: int, chunk: int | None) -> float:
     return cpu_peak_bytes(lambda: torch.autograd.grad(fn(z1, z2, chunk), (z1, z2))) / 2**20
 
 
-@pytest.mark.parametrize("name", ("nt_xent", "dcl", "supcon_unlabelled"))
+@pytest.mark.parametrize("name", ("nt_xent", "dcl", "supcon_unlabelled", "sigmoid"))
 def test_chunked_peak_memory_grows_linearly(name: str) -> None:
     """Doubling N doubles the chunked peak (k×2N block + O(N·D)) but quadruples the dense one."""
     fn = CASES[name]

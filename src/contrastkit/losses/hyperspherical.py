@@ -7,7 +7,7 @@ from torch import Tensor, nn
 
 from ._common import check_pair, check_positive, full_precision, index_mask, normalize, own_columns
 from .distributed import gather_rows, row_offset
-from .row_logsumexp import check_chunk_size, row_logsumexp
+from .row_logsumexp import blockwise_sum, check_chunk_size, row_logsumexp
 
 
 @full_precision
@@ -36,19 +36,26 @@ def dhel(
     return (per_anchor - (u * v).sum(dim=1) / temperature).mean()
 
 
-def _mean_kernel_to_others(a: Tensor, a_all: Tensor, own: Tensor, t: float) -> Tensor:
-    """mean_{j≠i} K(a_i, a_j) with K = exp(−t‖a_i − a_j‖²) = exp(−t(2 − 2a_i·a_j))."""
+def _kernel_row_sums(a: Tensor, own: Tensor, a_all: Tensor, t: float) -> tuple[Tensor]:
+    """Σ_i Σ_{j≠i} K(a_i, a_j) over the rows a, K = exp(−t‖a_i − a_j‖²) = exp(−t(2 − 2a_i·a_j))."""
     kernel = torch.exp(-t * (2 - 2 * (a @ a_all.T)))
-    kernel = kernel.masked_fill(index_mask(own, a_all.shape[0]), 0.0)
-    return kernel.sum(dim=1) / (a_all.shape[0] - 1)
+    return (kernel.masked_fill(index_mask(own, a_all.shape[0]), 0.0).sum(),)
 
 
 @full_precision
-def kcl(z1: Tensor, z2: Tensor, t: float = 2.0, gamma: float = 16.0, gather: bool = True) -> Tensor:
+def kcl(
+    z1: Tensor,
+    z2: Tensor,
+    t: float = 2.0,
+    gamma: float = 16.0,
+    gather: bool = True,
+    chunk_size: int | None = None,
+) -> Tensor:
     """Kernel contrastive loss: −mean_i K(u_i, v_i) + γ·½[E(u) + E(v)], E the mean kernel over i≠j.
 
     The squared distance on the sphere is 2 − 2a·b, so no square root (and no NaN gradient at
-    coincident points) appears.
+    coincident points) appears. `chunk_size=k` sums the kernels k rows at a time, in memory
+    linear in the batch.
     """
     check_pair(z1, z2)
     check_positive("t", t)
@@ -56,10 +63,12 @@ def kcl(z1: Tensor, z2: Tensor, t: float = 2.0, gamma: float = 16.0, gather: boo
     u, v = normalize(z1), normalize(z2)
     own = own_columns(u.shape[0], row_offset(u.shape[0], gather), u.device)
     alignment = torch.exp(-t * (2 - 2 * (u * v).sum(dim=1)))
-    energy = _mean_kernel_to_others(u, gather_rows(u, gather), own, t) + _mean_kernel_to_others(
-        v, gather_rows(v, gather), own, t
+    u_all, v_all = gather_rows(u, gather), gather_rows(v, gather)
+    energy = sum(
+        blockwise_sum(_kernel_row_sums, (a, own), (a_all, t), chunk_size)[0]
+        for a, a_all in ((u, u_all), (v, v_all))
     )
-    return (gamma * energy / 2 - alignment).mean()
+    return gamma * energy / (2 * u.shape[0] * (u_all.shape[0] - 1)) - alignment.mean()
 
 
 class DHELLoss(nn.Module):
@@ -85,11 +94,18 @@ class DHELLoss(nn.Module):
 class KCLLoss(nn.Module):
     """Module form of :func:`kcl`."""
 
-    def __init__(self, t: float = 2.0, gamma: float = 16.0, gather: bool = True):
+    def __init__(
+        self,
+        t: float = 2.0,
+        gamma: float = 16.0,
+        gather: bool = True,
+        chunk_size: int | None = None,
+    ):
         super().__init__()
         check_positive("t", t)
         check_positive("gamma", gamma)
-        self.t, self.gamma, self.gather = t, gamma, gather
+        check_chunk_size(chunk_size)
+        self.t, self.gamma, self.gather, self.chunk_size = t, gamma, gather, chunk_size
 
     def forward(self, z1: Tensor, z2: Tensor) -> Tensor:
-        return kcl(z1, z2, self.t, self.gamma, self.gather)
+        return kcl(z1, z2, self.t, self.gamma, self.gather, self.chunk_size)

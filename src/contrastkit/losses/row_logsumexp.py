@@ -11,9 +11,12 @@ benchmarks/losses.py and benchmarks/large_batch.py; no library provides this for
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
+from torch.utils.checkpoint import checkpoint
 
 #: Rows per block when the caller does not chunk: about 8 MiB of float32 per block, which
 #: stays in cache between the in-place passes.
@@ -108,3 +111,30 @@ class _RowLogSumExp(torch.autograd.Function):
             if need_b:
                 grad_b.addmm_(block.T, a[start:stop] * weight[start:stop])
         return grad_a, grad_b, None, None
+
+
+def blockwise_sum(
+    block_fn: Callable[..., tuple[Tensor, ...]],
+    rows: Sequence[Tensor],
+    shared: Sequence[Tensor | float],
+    chunk_size: int | None,
+) -> tuple[Tensor, ...]:
+    """Σ over blocks of `chunk_size` rows of block_fn(*row_blocks, *shared), term by term.
+
+    For losses that are sums over rows of a similarity matrix but not a log-sum-exp (sigmoid,
+    KCL): each block runs under activation checkpointing, so only one block's N-wide
+    temporaries live at a time, forward or backward, and the gradient is unchanged.
+    `chunk_size=None` runs the whole batch as one block without checkpointing.
+    """
+    check_chunk_size(chunk_size)
+    if chunk_size is None:
+        return block_fn(*rows, *shared)
+    totals: tuple[Tensor, ...] | None = None
+    for start in range(0, rows[0].shape[0], chunk_size):
+        block = [r[start : start + chunk_size] for r in rows]
+        parts = checkpoint(block_fn, *block, *shared, use_reentrant=False)
+        totals = (
+            parts if totals is None else tuple(t + p for t, p in zip(totals, parts, strict=True))
+        )
+    assert totals is not None
+    return totals

@@ -20,7 +20,8 @@ from ._common import (
     normalize,
     own_columns,
 )
-from .distributed import gather_rows, is_gathering, row_offset
+from .distributed import gather_rows, row_offset
+from .row_logsumexp import blockwise_sum, check_chunk_size
 
 
 @full_precision
@@ -32,13 +33,15 @@ def sigmoid_terms(
     gamma: float = 0.0,
     with_kl: bool = True,
     gather: bool = True,
+    chunk_size: int | None = None,
 ) -> dict[str, Tensor]:
     """Unweighted terms: the modulated pairwise term (`pairwise`) and the KL invariance (`kl`,
     only when `with_kl`, since it costs two more softmaxes over the logits).
 
     pairwise = −(1/N) Σ_ij (1 − p_ij)^γ log σ(y_ij·logits_ij) with logits = scale·u·vᵀ + bias,
     y = 2I − 1, p = σ(y·logits); kl = (1/N) Σ_i KL(Q_i ‖ P_i), P = softmax(logits, dim=1),
-    Q = softmax(logitsᵀ, dim=1). Rows are local anchors, columns span all ranks.
+    Q = softmax(logitsᵀ, dim=1). Rows are local anchors, columns span all ranks. Both are sums
+    over rows, so `chunk_size=k` computes them k rows at a time, in memory linear in the batch.
     """
     check_pair(z1, z2)
     check_positive("scale", scale)
@@ -46,24 +49,37 @@ def sigmoid_terms(
     u, v = normalize(z1), normalize(z2)
     u_all, v_all = gather_rows(u, gather), gather_rows(v, gather)
     own = own_columns(u.shape[0], row_offset(u.shape[0], gather), u.device)
-    positive = index_mask(own, v_all.shape[0])
+    sums = blockwise_sum(
+        _row_block_sums, (u, v, own), (u_all, v_all, scale, bias, gamma, with_kl), chunk_size
+    )
+    terms = dict(zip(("pairwise", "kl"), sums, strict=False))
+    return {name: total / u.shape[0] for name, total in terms.items()}
 
+
+def _row_block_sums(
+    u: Tensor,
+    v: Tensor,
+    own: Tensor,
+    u_all: Tensor,
+    v_all: Tensor,
+    scale: float | Tensor,
+    bias: float | Tensor,
+    gamma: float,
+    with_kl: bool,
+) -> tuple[Tensor, ...]:
+    """The pairwise (and KL) sums over the anchors u of one block of rows."""
     logits = scale * (u @ v_all.T) + bias
-    signed = torch.where(positive, logits, -logits)
+    signed = torch.where(index_mask(own, v_all.shape[0]), logits, -logits)
     log_p = F.logsigmoid(signed)
     # (1 − p)^γ = σ(−y·logits)^γ, computed in log space so its gradient stays finite at p → 1.
     modulation = torch.exp(gamma * F.logsigmoid(-signed)) if gamma else 1.0
-    pairwise = -(modulation * log_p).sum() / u.shape[0]
-
+    pairwise = -(modulation * log_p).sum()
     if not with_kl:
-        return {"pairwise": pairwise}
-    # Row i of logitsᵀ is column i of logits: scale·v_i·u_jᵀ + bias over all j; across ranks
-    # the local rows of logitsᵀ need their own product with the gathered u.
+        return (pairwise,)
+    # Row i of logitsᵀ is column i of logits: scale·v_i·u_jᵀ + bias over all j (all ranks).
     log_p_rows = F.log_softmax(logits, dim=1)
-    logits_t = scale * (v @ u_all.T) + bias if is_gathering(gather) else logits.T
-    log_q_rows = F.log_softmax(logits_t, dim=1)
-    kl = F.kl_div(log_p_rows, log_q_rows, reduction="sum", log_target=True) / u.shape[0]
-    return {"pairwise": pairwise, "kl": kl}
+    log_q_rows = F.log_softmax(scale * (v @ u_all.T) + bias, dim=1)
+    return pairwise, F.kl_div(log_p_rows, log_q_rows, reduction="sum", log_target=True)
 
 
 def sigmoid(
@@ -74,10 +90,13 @@ def sigmoid(
     gamma: float = 0.0,
     kl_weight: float = 0.0,
     gather: bool = True,
+    chunk_size: int | None = None,
 ) -> Tensor:
     """pairwise + kl_weight·kl (see :func:`sigmoid_terms`); γ=0, kl_weight=0 is SigLIP exactly."""
     check_non_negative("kl_weight", kl_weight)
-    terms = sigmoid_terms(z1, z2, scale, bias, gamma, with_kl=kl_weight > 0, gather=gather)
+    terms = sigmoid_terms(
+        z1, z2, scale, bias, gamma, kl_weight > 0, gather=gather, chunk_size=chunk_size
+    )
     return _weighted(terms, kl_weight)
 
 
@@ -113,9 +132,11 @@ class SigmoidLoss(nn.Module):
         kl_weight: float = 0.0,
         learnable: bool = True,
         gather: bool = True,
+        chunk_size: int | None = None,
     ):
         super().__init__()
         check_positive("init_scale", init_scale)
+        check_chunk_size(chunk_size)
         check_non_negative("gamma", gamma)
         check_non_negative("kl_weight", kl_weight)
         log_scale = torch.tensor(math.log(init_scale))
@@ -123,12 +144,20 @@ class SigmoidLoss(nn.Module):
         self.log_scale = nn.Parameter(log_scale, requires_grad=learnable)
         self.bias = nn.Parameter(bias, requires_grad=learnable)
         self.gamma, self.kl_weight, self.gather = gamma, kl_weight, gather
+        self.chunk_size = chunk_size
         self.components: dict[str, Tensor] = {}
 
     def forward(self, z1: Tensor, z2: Tensor) -> Tensor:
         scale = self.log_scale.exp()
         terms = sigmoid_terms(
-            z1, z2, scale, self.bias, self.gamma, with_kl=self.kl_weight > 0, gather=self.gather
+            z1,
+            z2,
+            scale,
+            self.bias,
+            self.gamma,
+            with_kl=self.kl_weight > 0,
+            gather=self.gather,
+            chunk_size=self.chunk_size,
         )
         self.components = {k: v.detach() for k, v in terms.items()}
         self.components.update(scale=scale.detach(), bias=self.bias.detach())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import torch
@@ -28,11 +28,58 @@ class StepOutput:
     components: dict[str, Tensor] = field(default_factory=dict)
 
 
+@dataclass
+class Embeddings:
+    """One pass of a batch through a method's networks: what its loss reads, per sample.
+
+    `z` holds each view's projection, `p` each view's prediction (predictor pairing), `logits`
+    the classifier's (supervised baseline), `targets` the EMA target's projections of the global
+    views (no graph); `features` are view 0's backbone features, for the online probe.
+    """
+
+    features: Tensor
+    z: list[Tensor]
+    p: list[Tensor] | None = None
+    logits: Tensor | None = None
+    targets: list[Tensor] | None = None
+
+    def loss_inputs(self) -> list[Tensor]:
+        """The tensors the loss differentiates through, in a fixed order."""
+        return [*self.z, *(self.p or []), *([] if self.logits is None else [self.logits])]
+
+    def with_loss_inputs(self, tensors: Sequence[Tensor]) -> Embeddings:
+        """A copy whose loss inputs are `tensors`, given in the order of `loss_inputs`."""
+        tensors = list(tensors)
+        n_z, n_p = len(self.z), len(self.p or [])
+        return replace(
+            self,
+            z=tensors[:n_z],
+            p=None if self.p is None else tensors[n_z : n_z + n_p],
+            logits=None if self.logits is None else tensors[n_z + n_p],
+        )
+
+    @staticmethod
+    def cat(parts: Sequence[Embeddings]) -> Embeddings:
+        """Micro-batches' embeddings joined along the batch dimension."""
+
+        def join(values: list[Any]) -> Any:
+            if values[0] is None:
+                return None
+            if isinstance(values[0], Tensor):
+                return torch.cat(values)
+            return [torch.cat(group) for group in zip(*values, strict=True)]
+
+        return Embeddings(
+            **{f.name: join([getattr(e, f.name) for e in parts]) for f in fields(Embeddings)}
+        )
+
+
 class Method(nn.Module):
     """Backbone + projector (+ predictor, EMA target or classifier) + loss, per `spec`.
 
     The trainer calls `set_step` before each step (schedules), `forward(views, labels)` for the
-    loss, and `after_optimizer_step` after the update (EMA).
+    loss, and `after_optimizer_step` after the update (EMA). `forward` is `loss_from(embed(...))`:
+    gradient caching calls the two halves itself.
     """
 
     def __init__(
@@ -98,31 +145,59 @@ class Method(nn.Module):
             self.target.update(self._momentum)
 
     def forward(self, views: Sequence[Tensor], labels: Tensor | None = None) -> StepOutput:
+        """The loss over the views: `loss_from(embed(views))`."""
         if self.spec.needs_labels and labels is None:
             raise ValueError(f"method {self.spec.name!r} needs labels")
+        embeddings = self.embed(views)
+        loss, components = self.loss_from(embeddings, labels)
+        return StepOutput(loss, embeddings.features, components)
+
+    def embed(self, views: Sequence[Tensor], with_targets: bool = True) -> Embeddings:
+        """Every view through the online network (and the EMA target, without a graph).
+
+        Each sample's outputs depend on the other samples only through batch norm, so a batch
+        may be embedded in micro-batches (gradient caching). `with_targets=False` skips the
+        target, for a re-forward whose targets are already known.
+        """
         features = [self.backbone(v) for v in views]
         if self.classifier is not None:
-            loss = F.cross_entropy(self.classifier(features[0]), labels)
-            return StepOutput(loss, features[0])
+            return Embeddings(features[0], [], logits=self.classifier(features[0]))
         z = [self.projector(h) for h in features]
-        if self.spec.pairing == "stacked":
-            loss = self.criterion(torch.stack(z, dim=1), labels)
-            return StepOutput(loss, features[0], dict(getattr(self.criterion, "components", {})))
-        if self.spec.pairing == "online_target":
+        p = [self.predictor(zi) for zi in z] if self.predictor is not None else None
+        targets = None
+        if self.target is not None and with_targets:
             with torch.no_grad():
                 targets = [self.target(v) for v in views[: self.n_global]]
-            pairs = online_target_pairs(len(views), self.n_global)
-            loss, components = self._mean(lambda i, j: self.criterion(z[i], targets[j]), pairs)
-        elif self.spec.pairing == "predictor":
-            p = [self.predictor(zi) for zi in z]
-            pairs = view_pairs(len(views), self.n_global)
-            loss, components = self._mean(
-                lambda i, j: self.criterion(p[i], p[j], z[i], z[j]), pairs
-            )
-        else:
-            pairs = view_pairs(len(views), self.n_global)
-            loss, components = self._mean(lambda i, j: self.criterion(z[i], z[j]), pairs)
-        return StepOutput(loss, features[0], components)
+        return Embeddings(features[0], z, p, targets=targets)
+
+    def loss_from(
+        self, embeddings: Embeddings, labels: Tensor | None = None
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """The loss over a whole batch's embeddings, and the loss's own components."""
+        if self.spec.needs_labels and labels is None:
+            raise ValueError(f"method {self.spec.name!r} needs labels")
+        if embeddings.logits is not None:
+            return F.cross_entropy(embeddings.logits, labels), {}
+        z = embeddings.z
+        if self.spec.pairing == "stacked":
+            loss = self.criterion(torch.stack(z, dim=1), labels)
+            return loss, dict(getattr(self.criterion, "components", {}))
+        if self.spec.pairing == "online_target":
+            targets = embeddings.targets
+            if targets is None:
+                raise ValueError(f"method {self.spec.name!r} needs the EMA target's embeddings")
+            pairs = online_target_pairs(len(z), self.n_global)
+            return self._mean(lambda i, j: self.criterion(z[i], targets[j]), pairs)
+        pairs = view_pairs(len(z), self.n_global)
+        if self.spec.pairing == "predictor":
+            p = embeddings.p
+            return self._mean(lambda i, j: self.criterion(p[i], p[j], z[i], z[j]), pairs)
+        return self._mean(lambda i, j: self.criterion(z[i], z[j]), pairs)
+
+    def online_modules(self) -> list[nn.Module]:
+        """The modules `embed` runs with a graph: all but the EMA target."""
+        heads = (self.projector, self.predictor, self.classifier)
+        return [self.backbone, *(m for m in heads if m is not None)]
 
     def _mean(
         self, pair_loss: Callable[[int, int], Tensor], pairs: list[tuple[int, int]]

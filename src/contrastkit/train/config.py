@@ -53,6 +53,7 @@ class PretrainConfig:
     predictor_hidden_dim: int | None = None
     epochs: int = 30
     batch_size: int = 256
+    micro_batch_size: int | None = None  # gradient caching: the backbone holds this many samples
     optimizer: str = "sgd"
     lr: float = 0.3
     weight_decay: float = 1e-4
@@ -106,6 +107,8 @@ class PretrainConfig:
             _at_least(name, getattr(self, name), 0)
         for name in ("lr", "weight_decay", "momentum", "warmup_epochs", "probe_lr"):
             _at_least(name, getattr(self, name), 0)
+        if self.micro_batch_size is not None:
+            self._check_micro_batch_size(self.micro_batch_size)
         for name in _SIZES:
             if getattr(self, name) is not None:
                 _at_least(name, getattr(self, name), 1)
@@ -131,6 +134,16 @@ class PretrainConfig:
         if loss in LOSS_MODULES:
             self._check_loss_options(LOSS_MODULES[loss])
         return self
+
+    def _check_micro_batch_size(self, size: int) -> None:
+        """Every backbone has batch norm, which cannot train on a micro-batch of one sample."""
+        _at_least("micro_batch_size", size, 2)
+        if size < self.batch_size and self.batch_size // math.ceil(self.batch_size / size) < 2:
+            raise ConfigError(
+                f"micro_batch_size={size}: batch_size={self.batch_size} would leave a micro-batch "
+                "of 1 sample, which batch norm cannot train on; valid: micro_batch_size >= 3 or "
+                "an even batch_size"
+            )
 
     def _check_loss_options(self, module: type) -> None:
         import inspect

@@ -7,18 +7,22 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
 from torch import Tensor
+from torch.nn.parallel import DistributedDataParallel
 
 from .. import __version__
 from ..methods import Method, StepOutput
 from .config import PretrainConfig
 from .data import EpochBatches, PretrainData, epoch_seed
 from .errors import NonFiniteLossError
+from .grad_cache import cached_forward
 from .optim import build_optimizer, split_decay_groups, warmup_cosine_scheduler
 from .probe import OnlineProbe, topk_correct
 
@@ -92,8 +96,9 @@ class PretrainModule(L.LightningModule):
 
     @property
     def _channels_last(self) -> bool:
-        """Channels-last convolutions, on a GPU only (tensor cores want NHWC)."""
-        return self.config.channels_last and self.device.type == "cuda"
+        """Channels-last convolutions: tensor cores want NHWC, and oneDNN's CPU convolutions ran
+        small-cnn 1.15–1.3× faster in it (8, 28 and 32 px, forward+backward, batch 256)."""
+        return self.config.channels_last
 
     def on_train_epoch_start(self) -> None:
         self._epoch_start = time.perf_counter()
@@ -108,12 +113,12 @@ class PretrainModule(L.LightningModule):
         views = self.augment(images, generator=self._generator)
         if self._channels_last:
             views = [v.contiguous(memory_format=torch.channels_last) for v in views]
-        out = self.method(views, labels if self.method.spec.needs_labels else None)
+        out, backward = self._forward(views, labels if self.method.spec.needs_labels else None)
         optimizer.zero_grad(set_to_none=True)
         # Checked before the optimiser step, so a NaN never reaches the weights or a checkpoint.
         if not self._finite_everywhere([out.loss]):
             return self._skip_nonfinite("loss", out, optimizer)
-        self.manual_backward(out.loss)
+        backward()
         if self._check_gradients and not self._finite_everywhere(self._gradients()):
             return self._skip_nonfinite("gradients", out, optimizer)
         self._log_step(out.loss, out.components, images.shape[0], optimizer)  # lr of this step
@@ -124,6 +129,23 @@ class PretrainModule(L.LightningModule):
             probe_loss = self.probe.train_step(out.features, labels)
             self.log("probe/loss", probe_loss, on_step=False, on_epoch=True, sync_dist=True)
         return out.loss.detach()
+
+    def _forward(
+        self, views: list[Tensor], labels: Tensor | None
+    ) -> tuple[StepOutput, Callable[[], None]]:
+        """The step's loss, and how to backpropagate it: at once, or micro-batch by micro-batch
+        (gradient caching) when `micro_batch_size` is below the batch."""
+        micro = self.config.micro_batch_size
+        if micro is None or micro >= views[0].shape[0]:
+            out = self.method(views, labels)
+            return out, lambda: self.manual_backward(out.loss)
+        step = cached_forward(self.method, views, labels, micro)
+        return step.output, lambda: step.backward(self.manual_backward, self._no_sync)
+
+    def _no_sync(self) -> AbstractContextManager[object]:
+        """Inside it, backward passes accumulate gradients without DDP's all-reduce."""
+        model = self.trainer.strategy.model
+        return model.no_sync() if isinstance(model, DistributedDataParallel) else nullcontext()
 
     @property
     def _check_gradients(self) -> bool:
