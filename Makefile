@@ -38,6 +38,7 @@ bench: $(STAMP)
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m benchmarks.augment
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m benchmarks.train_step
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m benchmarks.large_batch
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m benchmarks.micro_batch
 
 clean-venv:
 	rm -rf $(VENV)

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 import contrastkit.losses as L
-from benchmarks.measure import Step, paired_median_ms, peak_mib
+from benchmarks.measure import Step, paired_median_ms, peak_mib, prepare
 
 LossFn = Callable[..., Tensor]
 Inputs = Callable[[int, int, torch.device], tuple[Tensor, ...]]  # (N, D, device) -> inputs
@@ -192,9 +192,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     """Print the header and one row per (loss, N), flushing as rows are measured."""
     args = parse_args(argv)
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
+    prepare(args.threads)
     peers = lightly_losses()
     print(
         f"float32, D={args.dim}, device={args.device}, torch {torch.__version__}, "

@@ -16,6 +16,15 @@ Step = Callable[[], object]  # one unit of measured work
 MIB = 2**20
 
 
+def prepare(threads: int | None, seed: int = 0) -> None:
+    """Set the torch thread count (None: torch's default), seed the random inputs, and flush
+    denormal floats to zero for every candidate alike, as `contrastkit pretrain` does."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    torch.set_flush_denormal(True)
+
+
 def synchronize(device: torch.device) -> None:
     """Wait for queued kernels so wall time covers the work (a no-op on CPU)."""
     if device.type == "cuda":

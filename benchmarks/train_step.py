@@ -32,7 +32,7 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from benchmarks.measure import synchronize
+from benchmarks.measure import prepare, synchronize
 from contrastkit.data.augment import DATASETS
 from contrastkit.data.datasets import InMemoryImages
 from contrastkit.train.config import build_config
@@ -171,9 +171,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
+    prepare(args.threads)
     images = torch.randint(0, 256, (args.images, 3, args.size, args.size), dtype=torch.uint8)
     ours_epoch, method = ours(images, args)
     candidates = {"ours": ours_epoch}

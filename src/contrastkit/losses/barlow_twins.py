@@ -6,54 +6,52 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from ._common import check_non_negative, check_pair, full_precision
+from ._common import check_non_negative, check_pair, full_precision, off_diagonal_square_sum
 from .distributed import gather_rows
 
 _BN_EPS = 1e-5
 
 
-def _standardize(z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Per-dimension standardisation over the batch, as BatchNorm1d(affine=False) in training:
-    the standardised batch and the saved mean and 1/σ its backward needs. The batch-norm kernel
-    computes column statistics of a row-major batch 3× faster than torch.mean/var over dim 0."""
-    return torch.native_batch_norm(z, None, None, None, None, True, 0.0, _BN_EPS)
-
-
-def _standardize_backward(grad: Tensor, z: Tensor, mean: Tensor, inv_std: Tensor) -> Tensor:
-    return torch.ops.aten.native_batch_norm_backward(
-        grad, z, None, None, None, mean, inv_std, True, _BN_EPS, [True, False, False]
-    )[0]
+def _standardize(z: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-dimension standardisation over the batch, as BatchNorm1d(affine=False) in training,
+    and 1/σ. The batch-norm kernel computes column statistics of a row-major batch 3× faster
+    than torch.mean/var over dim 0."""
+    standardized, _, inv_std = torch.native_batch_norm(
+        z, None, None, None, None, True, 0.0, _BN_EPS
+    )
+    return standardized, inv_std
 
 
 class _BarlowTwinsTerms(torch.autograd.Function):
-    """Both terms from one cross-correlation, with the backward written out.
+    """Both terms from one cross-correlation C = âᵀb̂/N, with the backward written out.
 
-    Autograd's version adds a dozen small kernels (the diagonal, squares, sums and their
-    gradients) around the two batch norms and three matrix products; lightly's runs them too.
+    Batch norm's backward, r·(g − mean(g) − â·mean(g·â)), simplifies here because g = b̂·Hᵀ
+    (H = dL/dC / N): mean(g) = mean(b̂)·Hᵀ = 0, and mean(g·â) is the row sums of C ⊙ H, a D×D
+    quantity. So each view's gradient is one matrix product and one pass, where autograd (and
+    lightly) run the batch-norm backward's three passes plus a dozen small kernels.
     """
 
     @staticmethod
     def forward(ctx, z1: Tensor, z2: Tensor):  # type: ignore[override]
-        (a, mean_a, inv_a), (b, mean_b, inv_b) = _standardize(z1), _standardize(z2)
+        (a, inv_a), (b, inv_b) = _standardize(z1), _standardize(z2)
         c = torch.mm(a.T, b).div_(a.shape[0])
-        diagonal = torch.diagonal(c)
-        squares = diagonal.square().sum()
-        ctx.save_for_backward(z1, z2, a, b, mean_a, inv_a, mean_b, inv_b, c)
-        return (1 - diagonal).square().sum(), torch.linalg.vector_norm(c).square() - squares
+        ctx.save_for_backward(a, b, inv_a, inv_b, c)
+        return (1 - torch.diagonal(c)).square().sum(), off_diagonal_square_sum(c)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_on: Tensor, grad_off: Tensor):  # type: ignore[override]
-        z1, z2, a, b, mean_a, inv_a, mean_b, inv_b, c = ctx.saved_tensors
-        # d/dC of Σ(1 − C_ii)² on the diagonal and of Σ_{i≠j} C_ij² off it, over N from C's mean.
-        grad_c = c * (2 * grad_off)
-        torch.diagonal(grad_c).copy_(torch.diagonal(c).sub(1).mul_(2 * grad_on))
-        grad_c.div_(a.shape[0])
+        a, b, inv_a, inv_b, c = ctx.saved_tensors
+        # H = d/dC of Σ(1 − C_ii)² on the diagonal and of Σ_{i≠j} C_ij² off it, over N.
+        h = c * (2 * grad_off)
+        torch.diagonal(h).copy_(torch.diagonal(c).sub(1).mul_(2 * grad_on))
+        h.div_(a.shape[0])
+        ch = c * h
         grad_z1 = grad_z2 = None
-        if ctx.needs_input_grad[0]:
-            grad_z1 = _standardize_backward(b @ grad_c.T, z1, mean_a, inv_a)
-        if ctx.needs_input_grad[1]:
-            grad_z2 = _standardize_backward(a @ grad_c, z2, mean_b, inv_b)
+        if ctx.needs_input_grad[0]:  # r_a ⊙ (b̂·Hᵀ − â ⊙ rowsum(C⊙H))
+            grad_z1 = torch.mm(b, h.T * inv_a).addcmul_(a, ch.sum(dim=1) * inv_a, value=-1)
+        if ctx.needs_input_grad[1]:  # r_b ⊙ (â·H − b̂ ⊙ colsum(C⊙H))
+            grad_z2 = torch.mm(a, h * inv_b).addcmul_(b, ch.sum(dim=0) * inv_b, value=-1)
         return grad_z1, grad_z2
 
 

@@ -159,6 +159,10 @@ class PretrainConfig:
             raise ConfigError(
                 f"temperature={self.temperature}: {module.__name__} has no temperature"
             )
+        try:  # the loss checks its own values (temperature > 0, chunk_size >= 1, ...)
+            module(**self.loss_kwargs())
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"{module.__name__}: {error}") from None
 
     def loss_kwargs(self) -> dict[str, Any]:
         """Loss constructor arguments: `loss_options` plus the `temperature` shortcut."""
