@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -155,25 +156,35 @@ def rank_result(name: str, rank: int) -> dict[str, object]:
     return result
 
 
-def run_rank(rank: int, store: str, out_dir: str) -> None:
-    """Worker: join the gloo group through a file store and save every case's result."""
+@contextmanager
+def gloo_worker(rank: int, world: int, store: Path | str, out_dir: Path | str) -> Iterator[None]:
+    """A spawned worker's body runs inside: one thread, denormals flushed as in the parent
+    (tests/conftest.py) for equal arithmetic, the gloo group joined through a file store and
+    left afterwards. An exception's traceback is saved as rank{rank}.err, since the first rank
+    to exit is often only the collateral one."""
     torch.set_num_threads(1)
+    torch.set_flush_denormal(True)
     dist.init_process_group(
         "gloo",
         init_method=f"file://{store}",
         rank=rank,
-        world_size=WORLD,
+        world_size=world,
         timeout=COLLECTIVE_TIMEOUT,
     )
     try:
-        results = {name: rank_result(name, rank) for name in CASES}
-        torch.save(results, Path(out_dir) / f"rank{rank}.pt")
+        yield
     except Exception:
-        # Every rank's traceback, since the first rank to exit is often only the collateral one.
         (Path(out_dir) / f"rank{rank}.err").write_text(traceback.format_exc())
         raise
     finally:
         dist.destroy_process_group()
+
+
+def run_rank(rank: int, store: str, out_dir: str) -> None:
+    """Worker: join the gloo group through a file store and save every case's result."""
+    with gloo_worker(rank, WORLD, store, out_dir):
+        results = {name: rank_result(name, rank) for name in CASES}
+        torch.save(results, Path(out_dir) / f"rank{rank}.pt")
 
 
 def worker_tracebacks(out_dir: Path) -> str:

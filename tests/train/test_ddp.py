@@ -17,8 +17,6 @@ takes one SGD step, under three batch-norm modes:
 
 from __future__ import annotations
 
-import traceback
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -31,7 +29,7 @@ from torch.nn.parallel import DistributedDataParallel
 from contrastkit.methods import Method, build_method
 from contrastkit.models.backbones import build_backbone
 from contrastkit.models.sync_batchnorm import convert_sync_batchnorm
-from tests.losses.test_distributed import join_or_fail
+from tests.losses.test_distributed import gloo_worker, join_or_fail
 
 WORLD = 2
 ROWS_PER_RANK = 8
@@ -40,7 +38,6 @@ MODES = ("sync_bn", "rank_bn", "frozen_bn")
 LR = 0.05  # larger rates move Barlow Twins' weights so far that float32 rounding nears 1e-5
 TOL = {"rtol": 0.0, "atol": 1e-5}
 SPAWN_TIMEOUT_S = 120.0
-COLLECTIVE_TIMEOUT = timedelta(seconds=30)
 # Class 0 and class 1 have members on both ranks (SupCon positives across ranks).
 LABELS = torch.tensor([0, 0, 1, 2, 2, 3, 4, 5, 0, 1, 6, 6, 7, 8, 9, 9])
 
@@ -111,26 +108,11 @@ def rank_step(name: str, mode: str, inputs: dict, rank: int) -> dict[str, object
 
 def run_rank(rank: int, out_dir: str) -> None:
     """Worker: join the gloo group through a file store, run every case and save the states."""
-    torch.set_num_threads(1)
-    torch.set_flush_denormal(True)  # as the parent (tests/conftest.py), for equal arithmetic
     out = Path(out_dir)
-    dist.init_process_group(
-        "gloo",
-        init_method=f"file://{out / 'store'}",
-        rank=rank,
-        world_size=WORLD,
-        timeout=COLLECTIVE_TIMEOUT,
-    )
-    try:
+    with gloo_worker(rank, WORLD, out / "store", out):
         inputs = torch.load(out / "inputs.pt", weights_only=True)
         results = {(n, m): rank_step(n, m, inputs, rank) for n in METHODS for m in MODES}
         torch.save(results, out / f"rank{rank}.pt")
-    except Exception:
-        # Every rank's traceback, since the first rank to exit is often only the collateral one.
-        (out / f"rank{rank}.err").write_text(traceback.format_exc())
-        raise
-    finally:
-        dist.destroy_process_group()
 
 
 @pytest.fixture(scope="module")

@@ -10,16 +10,13 @@ from __future__ import annotations
 import copy
 import csv
 import math
-import traceback
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import torch
-import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import Tensor, nn
 from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
@@ -32,7 +29,7 @@ from contrastkit.train import run
 from contrastkit.train.config import ConfigError, PretrainConfig, build_config
 from contrastkit.train.errors import NonFiniteLossError
 from contrastkit.train.grad_cache import cached_forward
-from tests.losses.test_distributed import join_or_fail
+from tests.losses.test_distributed import gloo_worker, join_or_fail
 
 from .small_run import small_config
 from .test_resume import _StopAfterFirstEpoch, _weights
@@ -302,16 +299,8 @@ def ddp_rank(rank: int, out_dir: str) -> None:
     Lightning's manual backward and DDP's no_sync; saves gradients and all-reduce counts."""
     from lightning.pytorch.overrides.distributed import prepare_for_backward
 
-    torch.set_num_threads(1)
     out = Path(out_dir)
-    dist.init_process_group(
-        "gloo",
-        init_method=f"file://{out / 'store'}",
-        rank=rank,
-        world_size=WORLD,
-        timeout=timedelta(seconds=30),
-    )
-    try:
+    with gloo_worker(rank, WORLD, out / "store", out):
         results = {}
         for name in DDP_METHODS:
             views, labels = make_views(name)
@@ -338,11 +327,6 @@ def ddp_rank(rank: int, out_dir: str) -> None:
                 counts.append(calls[0])
             results[name, "all_reduce_calls"] = counts
         torch.save(results, out / f"rank{rank}.pt")
-    except Exception:
-        (out / f"rank{rank}.err").write_text(traceback.format_exc())
-        raise
-    finally:
-        dist.destroy_process_group()
 
 
 @pytest.mark.slow
