@@ -48,7 +48,8 @@ def row_logsumexp(
     return _RowLogSumExp.apply(anchors, candidates, excluded, chunk_size)
 
 
-def _block_rows(rows: int, cols: int, chunk_size: int | None) -> int:
+def block_rows(rows: int, cols: int, chunk_size: int | None) -> int:
+    """Rows per block: the caller's chunk size, or about 8 MiB of float32 per block."""
     return chunk_size or max(1, min(rows, _BLOCK_ELEMENTS // max(cols, 1)))
 
 
@@ -70,7 +71,7 @@ class _RowLogSumExp(torch.autograd.Function):
     @staticmethod
     def forward(ctx, a: Tensor, b: Tensor, excluded: Tensor | None, chunk_size: int | None):  # type: ignore[override]
         rows, cols = a.shape[0], b.shape[0]
-        step = _block_rows(rows, cols, chunk_size)
+        step = block_rows(rows, cols, chunk_size)
         keep = chunk_size is None
         exps = a.new_empty(rows, cols) if keep else a.new_empty(min(step, rows), cols)
         lse, sums = a.new_empty(rows), a.new_empty(rows)

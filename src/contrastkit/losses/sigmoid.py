@@ -10,18 +10,18 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 from ._common import (
     check_non_negative,
     check_pair,
     check_positive,
     full_precision,
-    index_mask,
     normalize,
     own_columns,
 )
 from .distributed import gather_rows, row_offset
-from .row_logsumexp import blockwise_sum, check_chunk_size
+from .row_logsumexp import block_rows, blockwise_sum, check_chunk_size
 
 
 @full_precision
@@ -41,45 +41,114 @@ def sigmoid_terms(
     pairwise = −(1/N) Σ_ij (1 − p_ij)^γ log σ(y_ij·logits_ij) with logits = scale·u·vᵀ + bias,
     y = 2I − 1, p = σ(y·logits); kl = (1/N) Σ_i KL(Q_i ‖ P_i), P = softmax(logits, dim=1),
     Q = softmax(logitsᵀ, dim=1). Rows are local anchors, columns span all ranks. Both are sums
-    over rows, so `chunk_size=k` computes them k rows at a time, in memory linear in the batch.
+    over rows, so `chunk_size=k` computes them k rows at a time, in memory linear in the batch
+    (the pairwise term always runs in blocks, see _PairwiseSum).
     """
     check_pair(z1, z2)
     check_positive("scale", scale)
     check_non_negative("gamma", gamma)
+    check_chunk_size(chunk_size)
     u, v = normalize(z1), normalize(z2)
     u_all, v_all = gather_rows(u, gather), gather_rows(v, gather)
     own = own_columns(u.shape[0], row_offset(u.shape[0], gather), u.device)
-    sums = blockwise_sum(
-        _row_block_sums, (u, v, own), (u_all, v_all, scale, bias, gamma, with_kl), chunk_size
-    )
-    terms = dict(zip(("pairwise", "kl"), sums, strict=False))
+    scale, bias = (torch.as_tensor(x, dtype=u.dtype, device=u.device) for x in (scale, bias))
+    step = block_rows(u.shape[0], v_all.shape[0], chunk_size)
+    terms = {"pairwise": _PairwiseSum.apply(u, v_all, own, scale, bias, float(gamma), step)}
+    if with_kl:
+        kl_args = (u_all, v_all, scale, bias)
+        terms["kl"] = blockwise_sum(_kl_row_block_sum, (u, v), kl_args, chunk_size)[0]
     return {name: total / u.shape[0] for name, total in terms.items()}
 
 
-def _row_block_sums(
-    u: Tensor,
-    v: Tensor,
-    own: Tensor,
-    u_all: Tensor,
-    v_all: Tensor,
-    scale: float | Tensor,
-    bias: float | Tensor,
-    gamma: float,
-    with_kl: bool,
-) -> tuple[Tensor, ...]:
-    """The pairwise (and KL) sums over the anchors u of one block of rows."""
-    logits = scale * (u @ v_all.T) + bias
-    signed = torch.where(index_mask(own, v_all.shape[0]), logits, -logits)
-    log_p = F.logsigmoid(signed)
-    # (1 − p)^γ = σ(−y·logits)^γ, computed in log space so its gradient stays finite at p → 1.
-    modulation = torch.exp(gamma * F.logsigmoid(-signed)) if gamma else 1.0
-    pairwise = -(modulation * log_p).sum()
-    if not with_kl:
-        return (pairwise,)
-    # Row i of logitsᵀ is column i of logits: scale·v_i·u_jᵀ + bias over all j (all ranks).
-    log_p_rows = F.log_softmax(logits, dim=1)
+def _signed_logits(
+    u: Tensor, v_all: Tensor, own: Tensor, scale: Tensor, bias: Tensor, out: Tensor
+) -> Tensor:
+    """t = y·(scale·u·vᵀ + bias) into `out`: the logits, negated except at each row's positive."""
+    torch.mm(u, v_all.T, out=out).mul_(-scale).sub_(bias)
+    return _negate_positives(out, own)
+
+
+def _negate_positives(m: Tensor, own: Tensor) -> Tensor:
+    """Negate m[i, own[i]] in place, the one positive pair of each row."""
+    index = own[:, None]
+    return m.scatter_(1, index, -m.gather(1, index))
+
+
+class _PairwiseSum(torch.autograd.Function):
+    """Σ_ij f(t_ij) with f(t) = −σ(−t)^γ·log σ(t) and t the signed logits, blockwise.
+
+    Autograd on the formula keeps about ten N×N temporaries (signs, log-sigmoids, modulation and
+    their gradients). Here each block of rows is computed in one buffer and recomputed in the
+    backward, where ∂f/∂t = −σ(−t)^γ·(σ(−t) − γ·σ(t)·log σ(t)) needs only the block itself; the
+    scale's gradient Σ_ij E_ij·u_i·v_j is read off the product E·v already made for u's.
+    """
+
+    @staticmethod
+    def forward(ctx, u, v_all, own, scale, bias, gamma: float, step: int):  # type: ignore[override]
+        total = u.new_zeros(())
+        buffer = u.new_empty(min(step, u.shape[0]), v_all.shape[0])
+        for start in range(0, u.shape[0], step):
+            stop = min(start + step, u.shape[0])
+            t = _signed_logits(
+                u[start:stop], v_all, own[start:stop], scale, bias, buffer[: stop - start]
+            )
+            log_p = F.logsigmoid(t)
+            if gamma:
+                log_p.mul_(torch.exp(gamma * F.logsigmoid(-t)))
+            total -= log_p.sum()
+        ctx.gamma, ctx.step = gamma, step
+        ctx.save_for_backward(u, v_all, own, scale, bias)
+        return total
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        u, v_all, own, scale, bias = ctx.saved_tensors
+        need_u, need_v, _, need_scale, need_bias = ctx.needs_input_grad[:5]
+        grad_u = torch.empty_like(u) if need_u else None
+        grad_v = torch.zeros_like(v_all) if need_v else None
+        grad_scale, grad_bias = scale.new_zeros(()), bias.new_zeros(())
+        buffer = u.new_empty(min(ctx.step, u.shape[0]), v_all.shape[0])
+        for start in range(0, u.shape[0], ctx.step):
+            stop = min(start + ctx.step, u.shape[0])
+            rows = u[start:stop]
+            t = _signed_logits(rows, v_all, own[start:stop], scale, bias, buffer[: stop - start])
+            # E = ∂f/∂logits = −y·slope(t), the slope −∂f/∂t ≥ 0: +slope off the positive pairs.
+            e = _negate_positives(_slope(t, ctx.gamma), own[start:stop])
+            e_v = e @ v_all
+            grad_scale += (e_v * rows).sum()
+            grad_bias += e.sum()
+            if need_u:
+                grad_u[start:stop] = e_v * (grad * scale)
+            if need_v:
+                grad_v.addmm_(e.T, rows * (grad * scale))
+        return (
+            grad_u,
+            grad_v,
+            None,
+            grad_scale * grad if need_scale else None,
+            grad_bias * grad if need_bias else None,
+            None,
+            None,
+        )
+
+
+def _slope(t: Tensor, gamma: float) -> Tensor:
+    """−∂f/∂t = σ(−t)^γ·(σ(−t) − γ·σ(t)·log σ(t)), in place on t where γ = 0."""
+    if not gamma:
+        return t.neg_().sigmoid_()
+    log_q, log_p = F.logsigmoid(-t), F.logsigmoid(t)
+    return torch.exp(gamma * log_q) * (torch.exp(log_q) - gamma * torch.exp(log_p) * log_p)
+
+
+def _kl_row_block_sum(
+    u: Tensor, v: Tensor, u_all: Tensor, v_all: Tensor, scale: Tensor, bias: Tensor
+) -> tuple[Tensor]:
+    """Σ_i KL(Q_i ‖ P_i) over the anchors u of one block of rows; row i of logitsᵀ is column i
+    of logits, scale·v_i·u_jᵀ + bias over all j (all ranks)."""
+    log_p_rows = F.log_softmax(scale * (u @ v_all.T) + bias, dim=1)
     log_q_rows = F.log_softmax(scale * (v @ u_all.T) + bias, dim=1)
-    return pairwise, F.kl_div(log_p_rows, log_q_rows, reduction="sum", log_target=True)
+    return (F.kl_div(log_p_rows, log_q_rows, reduction="sum", log_target=True),)
 
 
 def sigmoid(
