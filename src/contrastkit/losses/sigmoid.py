@@ -21,7 +21,7 @@ from ._common import (
     own_columns,
 )
 from .distributed import gather_rows, row_offset
-from .row_logsumexp import block_rows, blockwise_sum, check_chunk_size
+from .row_logsumexp import block_rows, check_chunk_size
 
 
 @full_precision
@@ -42,7 +42,7 @@ def sigmoid_terms(
     y = 2I − 1, p = σ(y·logits); kl = (1/N) Σ_i KL(Q_i ‖ P_i), P = softmax(logits, dim=1),
     Q = softmax(logitsᵀ, dim=1). Rows are local anchors, columns span all ranks. Both are sums
     over rows, so `chunk_size=k` computes them k rows at a time, in memory linear in the batch
-    (the pairwise term always runs in blocks, see _PairwiseSum).
+    (both always run in blocks, see _PairwiseSum and _KLSum; `chunk_size` sets the block).
     """
     check_pair(z1, z2)
     check_positive("scale", scale)
@@ -55,8 +55,7 @@ def sigmoid_terms(
     step = block_rows(u.shape[0], v_all.shape[0], chunk_size)
     terms = {"pairwise": _PairwiseSum.apply(u, v_all, own, scale, bias, float(gamma), step)}
     if with_kl:
-        kl_args = (u_all, v_all, scale, bias)
-        terms["kl"] = blockwise_sum(_kl_row_block_sum, (u, v), kl_args, chunk_size)[0]
+        terms["kl"] = _KLSum.apply(u, v, u_all, v_all, scale, bias, step)
     return {name: total / u.shape[0] for name, total in terms.items()}
 
 
@@ -141,14 +140,77 @@ def _slope(t: Tensor, gamma: float) -> Tensor:
     return torch.exp(gamma * log_q) * (torch.exp(log_q) - gamma * torch.exp(log_p) * log_p)
 
 
-def _kl_row_block_sum(
-    u: Tensor, v: Tensor, u_all: Tensor, v_all: Tensor, scale: Tensor, bias: Tensor
-) -> tuple[Tensor]:
-    """Σ_i KL(Q_i ‖ P_i) over the anchors u of one block of rows; row i of logitsᵀ is column i
-    of logits, scale·v_i·u_jᵀ + bias over all j (all ranks)."""
-    log_p_rows = F.log_softmax(scale * (u @ v_all.T) + bias, dim=1)
-    log_q_rows = F.log_softmax(scale * (v @ u_all.T) + bias, dim=1)
-    return (F.kl_div(log_p_rows, log_q_rows, reduction="sum", log_target=True),)
+def _log_softmax_logits(
+    a: Tensor, b_all: Tensor, scale: Tensor, bias: Tensor, out: Tensor
+) -> Tensor:
+    """log softmax over each row of scale·a·b_allᵀ + bias, computed in `out`."""
+    logits = torch.mm(a, b_all.T, out=out).mul_(scale).add_(bias)
+    return logits.sub_(torch.logsumexp(logits, dim=1, keepdim=True))
+
+
+class _KLSum(torch.autograd.Function):
+    """Σ_i KL(Q_i ‖ P_i), P = softmax of the rows of logits, Q of the rows of logitsᵀ (row i of
+    logitsᵀ is scale·v_i·u_allᵀ + bias), blockwise and recomputed in the backward.
+
+    ∂KL_i/∂logits_ij = p_ij − q_ij and ∂KL_i/∂logitsᵀ_ij = q_ij·(log q_ij − log p_ij − KL_i);
+    both rows sum to zero, so the bias gets no gradient. Autograd on log_softmax and kl_div keeps
+    six N×N temporaries; this keeps three blocks.
+    """
+
+    @staticmethod
+    def forward(ctx, u, v, u_all, v_all, scale, bias, step: int):  # type: ignore[override]
+        rows = u.shape[0]
+        kl = u.new_empty(rows)
+        log_p_buffer, log_q_buffer = (u.new_empty(min(step, rows), v_all.shape[0]) for _ in "pq")
+        for start in range(0, rows, step):
+            stop = min(start + step, rows)
+            log_p = _log_softmax_logits(
+                u[start:stop], v_all, scale, bias, log_p_buffer[: stop - start]
+            )
+            log_q = _log_softmax_logits(
+                v[start:stop], u_all, scale, bias, log_q_buffer[: stop - start]
+            )
+            gap = torch.sub(log_q, log_p, out=log_p)
+            kl[start:stop] = torch.einsum("ij,ij->i", log_q.exp_(), gap)
+        ctx.step = step
+        ctx.save_for_backward(u, v, u_all, v_all, scale, bias, kl)
+        return kl.sum()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        u, v, u_all, v_all, scale, bias, kl = ctx.saved_tensors
+        grads = [torch.zeros_like(x) for x in (u, v, u_all, v_all)]
+        grad_scale = scale.new_zeros(())
+        rows = u.shape[0]
+        log_p_buffer, log_q_buffer = (
+            u.new_empty(min(ctx.step, rows), v_all.shape[0]) for _ in "pq"
+        )
+        weight = grad * scale
+        for start in range(0, rows, ctx.step):
+            stop = min(start + ctx.step, rows)
+            u_rows, v_rows = u[start:stop], v[start:stop]
+            log_p = _log_softmax_logits(u_rows, v_all, scale, bias, log_p_buffer[: stop - start])
+            log_q = _log_softmax_logits(v_rows, u_all, scale, bias, log_q_buffer[: stop - start])
+            grad_t = torch.sub(log_q, log_p).sub_(kl[start:stop, None])
+            q = log_q.exp_()
+            grad_s = log_p.exp_().sub_(q)  # p − q
+            grad_t.mul_(q)  # q·(log q − log p − KL)
+            for g, a, b, grad_a, grad_b_all in (
+                (grad_s, u_rows, v_all, grads[0], grads[3]),
+                (grad_t, v_rows, u_all, grads[1], grads[2]),
+            ):
+                g_b = g @ b
+                grad_scale += (g_b * a).sum()
+                grad_a[start:stop] = g_b * weight
+                grad_b_all.addmm_(g.T, a * weight)
+        need = ctx.needs_input_grad
+        return (
+            *(g if need[i] else None for i, g in enumerate(grads)),
+            grad_scale * grad if need[4] else None,
+            torch.zeros_like(bias) if need[5] else None,
+            None,
+        )
 
 
 def sigmoid(
