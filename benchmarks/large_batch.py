@@ -20,7 +20,8 @@ import torch
 from torch import Tensor
 
 import contrastkit.losses as L
-from benchmarks.measure import MIB, Step, paired_median_ms, peak_mib, prepare
+from benchmarks.losses import step_of, two_views
+from benchmarks.measure import MIB, paired_median_ms, peak_mib, prepare
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 GIB = 2**30
@@ -48,11 +49,6 @@ def candidates(loss: str, chunk: int) -> list[Candidate]:
         return found
     lightly_fn = peer.NTXentLoss(temperature=0.5) if loss == "nt_xent" else peer.DCLLoss(0.1)
     return [*found, Candidate("lightly 1.6.0", lightly_fn, 2)]
-
-
-def make_step(fn: LossFn, n: int, d: int, device: torch.device) -> Step:
-    z1, z2 = (torch.randn(n, d, device=device).requires_grad_(True) for _ in range(2))
-    return lambda: torch.autograd.grad(fn(z1, z2), (z1, z2))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -92,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
                     skipped.append((c, estimate))
                 else:
                     runnable.append(c)
-            steps = [make_step(c.fn, n, args.dim, args.device) for c in runnable]
+            steps = [step_of(c.fn, two_views(n, args.dim, args.device)) for c in runnable]
             times = paired_median_ms(steps, args.repeats, args.device)
             peaks = [peak_mib(step, args.device) for step in steps]
             del steps

@@ -112,11 +112,6 @@ def index_mask(index: Tensor, cols: int) -> Tensor:
     return mask
 
 
-def own_columns(rows: int, offset: int, device: torch.device) -> Tensor:
-    """Column of each local row inside a gathered tensor: offset + i."""
-    return torch.arange(rows, device=device) + offset
-
-
 def off_diagonal_square_sum(m: Tensor) -> Tensor:
     """Σ_{i≠j} m_ij² of a square matrix, exactly: the diagonal is zeroed in a copy rather than
     subtracted, which could leave a tiny negative sum by cancellation."""

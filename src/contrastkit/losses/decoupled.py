@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._common import check_pair, check_positive, full_precision, normalize, own_columns
-from .distributed import gather_no_grad, gather_rows, row_offset
+from ._common import check_pair, check_positive, full_precision, normalize
+from .distributed import gather_no_grad, gather_views, row_offset
 from .row_logsumexp import check_chunk_size, row_logsumexp
 
 
@@ -29,19 +29,15 @@ def _decoupled(
     The anchors are u (one-sided) or u and v (both directions); every anchor sees the gathered
     u and v except the two embeddings of its own sample.
     """
-    n = z1.shape[0]
     u, v = normalize(z1), normalize(z2)
-    candidates = torch.cat([gather_rows(u, gather), gather_rows(v, gather)])
-    own = own_columns(n, row_offset(n, gather), u.device)
-    excluded = torch.stack([own, own + candidates.shape[0] // 2], dim=1)
-    anchors = torch.cat([u, v]) if both_directions else u
-    if both_directions:
-        excluded = excluded.repeat(2, 1)
+    candidates, own = gather_views([u, v], gather)
+    excluded = torch.stack(own, dim=1)
     positive = (u * v).sum(dim=1) / temperature
     if positive_weight is not None:
         positive = positive * positive_weight
+    anchors = u
     if both_directions:
-        positive = positive.repeat(2)
+        anchors, excluded, positive = torch.cat([u, v]), excluded.repeat(2, 1), positive.repeat(2)
     lse = row_logsumexp(anchors / temperature, candidates, excluded, chunk_size)
     return (lse - positive).mean()
 

@@ -8,6 +8,8 @@ parameter gradients over the world, each rank's rows receive exactly the single-
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.distributed as dist
 from torch import Tensor
@@ -67,6 +69,22 @@ def gather_rows(x: Tensor, gather: bool = True) -> Tensor:
 def row_offset(local_rows: int, gather: bool = True) -> int:
     """Index of this rank's first row inside the gathered tensor."""
     return rank() * local_rows if is_gathering(gather) else 0
+
+
+def own_columns(rows: int, device: torch.device, gather: bool = True) -> Tensor:
+    """Column of each of this rank's `rows` rows inside the gathered tensor: offset + i."""
+    return torch.arange(rows, device=device) + row_offset(rows, gather)
+
+
+def gather_views(views: Sequence[Tensor], gather: bool = True) -> tuple[Tensor, list[Tensor]]:
+    """Every rank's rows of each view, view after view, and where this rank's rows sit there.
+
+    Returns the candidates [view 0 of all ranks; view 1 of all ranks; ...] and, per view k, the
+    column k·T + offset + i of local row i (T rows per view over all ranks).
+    """
+    gathered = [gather_rows(v, gather) for v in views]
+    own = own_columns(views[0].shape[0], views[0].device, gather)
+    return torch.cat(gathered), [own + k * gathered[0].shape[0] for k in range(len(views))]
 
 
 def gather_no_grad(x: Tensor, gather: bool = True) -> Tensor:

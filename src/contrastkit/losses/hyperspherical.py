@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ._common import check_pair, check_positive, full_precision, index_mask, normalize, own_columns
-from .distributed import gather_rows, row_offset
+from ._common import check_pair, check_positive, full_precision, index_mask, normalize
+from .distributed import gather_rows, own_columns
 from .row_logsumexp import blockwise_sum, check_chunk_size, row_logsumexp
 
 
@@ -27,7 +27,7 @@ def dhel(
     check_pair(z1, z2)
     check_positive("temperature", temperature)
     u, v = normalize(z1), normalize(z2)
-    own = own_columns(u.shape[0], row_offset(u.shape[0], gather), u.device)[:, None]
+    own = own_columns(u.shape[0], u.device, gather)[:, None]
     per_anchor = row_logsumexp(u / temperature, gather_rows(u, gather), own, chunk_size)
     if both_views:
         per_anchor = per_anchor + row_logsumexp(
@@ -61,7 +61,7 @@ def kcl(
     check_positive("t", t)
     check_positive("gamma", gamma)
     u, v = normalize(z1), normalize(z2)
-    own = own_columns(u.shape[0], row_offset(u.shape[0], gather), u.device)
+    own = own_columns(u.shape[0], u.device, gather)
     alignment = torch.exp(-t * (2 - 2 * (u * v).sum(dim=1)))
     u_all, v_all = gather_rows(u, gather), gather_rows(v, gather)
     energy = sum(

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ._common import check_pair, check_positive, full_precision, normalize, own_columns
-from .distributed import gather_rows, row_offset
+from ._common import check_pair, check_positive, full_precision, normalize
+from .distributed import gather_rows, gather_views
 from .row_logsumexp import check_chunk_size, row_logsumexp
 
 
@@ -51,15 +51,12 @@ def nt_xent(
     """
     check_pair(z1, z2)
     check_positive("temperature", temperature)
-    n = z1.shape[0]
     u, v = normalize(z1), normalize(z2)
-    anchors = torch.cat([u, v])
-    candidates = torch.cat([gather_rows(u, gather), gather_rows(v, gather)])
-    # Anchor u_i sits at column offset+i, v_i at total+offset+i: each excludes only itself.
-    own = own_columns(n, row_offset(n, gather), u.device)
-    own = torch.cat([own, own + candidates.shape[0] // 2])[:, None]
+    candidates, (own_u, own_v) = gather_views([u, v], gather)
     positive = (u * v).sum(dim=1).repeat(2) / temperature
-    lse = row_logsumexp(anchors / temperature, candidates, own, chunk_size)
+    # Each anchor excludes only its own column.
+    own = torch.cat([own_u, own_v])[:, None]
+    lse = row_logsumexp(torch.cat([u, v]) / temperature, candidates, own, chunk_size)
     return (lse - positive).mean()
 
 

@@ -7,6 +7,7 @@ gradients); here each block of rows is computed in place in one cache-sized buff
 exponentials are kept for the backward (`chunk_size=None`), or nothing at all and the blocks are
 recomputed (`chunk_size=k`: memory k×N instead of N×N, one extra matrix product). Measured in
 benchmarks/losses.py and benchmarks/large_batch.py; no library provides this for CPU and CUDA.
+The block sizing and the checkpointed `blockwise_sum` serve the other blockwise losses too.
 """
 
 from __future__ import annotations
@@ -53,14 +54,17 @@ def block_rows(rows: int, cols: int, chunk_size: int | None) -> int:
     return chunk_size or max(1, min(rows, _BLOCK_ELEMENTS // max(cols, 1)))
 
 
+def _masked_logits(a: Tensor, b: Tensor, excluded: Tensor | None, out: Tensor) -> Tensor:
+    """a·bᵀ into `out`, −inf at each row's excluded columns."""
+    torch.mm(a, b.T, out=out)
+    return out if excluded is None else out.scatter_(1, excluded, float("-inf"))
+
+
 def _shifted_exp(
     a: Tensor, b: Tensor, excluded: Tensor | None, out: Tensor
 ) -> tuple[Tensor, Tensor]:
     """Fill `out` with exp(a·bᵀ − rowmax), excluded columns 0; return (rowmax, rowsum)."""
-    torch.mm(a, b.T, out=out)
-    if excluded is not None:
-        out.scatter_(1, excluded, float("-inf"))
-    row_max = out.amax(dim=1)
+    row_max = _masked_logits(a, b, excluded, out).amax(dim=1)
     # A row with every column excluded has max −inf; shift it by 0 so it stays exp(−inf) = 0.
     row_max = torch.where(torch.isfinite(row_max), row_max, torch.zeros_like(row_max))
     out.sub_(row_max[:, None]).exp_()
@@ -103,9 +107,8 @@ class _RowLogSumExp(torch.autograd.Function):
         softmax = a.new_empty(min(ctx.step, a.shape[0]), b.shape[0])
         for start in range(0, a.shape[0], ctx.step):
             stop = min(start + ctx.step, a.shape[0])
-            block = torch.mm(a[start:stop], b.T, out=softmax[: stop - start])
-            if excluded is not None:
-                block.scatter_(1, excluded[start:stop], float("-inf"))
+            part = excluded[start:stop] if excluded is not None else None
+            block = _masked_logits(a[start:stop], b, part, softmax[: stop - start])
             block.sub_(normalizer[start:stop, None]).exp_()
             if need_a:
                 torch.mm(block, b, out=grad_a[start:stop]).mul_(weight[start:stop])
@@ -122,8 +125,8 @@ def blockwise_sum(
 ) -> tuple[Tensor, ...]:
     """Σ over blocks of `chunk_size` rows of block_fn(*row_blocks, *shared), term by term.
 
-    For losses that are sums over rows of a similarity matrix but not a log-sum-exp (sigmoid,
-    KCL): each block runs under activation checkpointing, so only one block's N-wide
+    For losses that are sums over rows of a similarity matrix but have no kernel of their own
+    (KCL): each block runs under activation checkpointing, so only one block's N-wide
     temporaries live at a time, forward or backward, and the gradient is unchanged.
     `chunk_size=None` runs the whole batch as one block without checkpointing.
     """

@@ -18,9 +18,8 @@ from ._common import (
     check_positive,
     full_precision,
     normalize,
-    own_columns,
 )
-from .distributed import gather_rows, row_offset
+from .distributed import gather_rows, own_columns
 from .row_logsumexp import block_rows, check_chunk_size
 
 
@@ -41,21 +40,21 @@ def sigmoid_terms(
     pairwise = −(1/N) Σ_ij (1 − p_ij)^γ log σ(y_ij·logits_ij) with logits = scale·u·vᵀ + bias,
     y = 2I − 1, p = σ(y·logits); kl = (1/N) Σ_i KL(Q_i ‖ P_i), P = softmax(logits, dim=1),
     Q = softmax(logitsᵀ, dim=1). Rows are local anchors, columns span all ranks. Both are sums
-    over rows, so `chunk_size=k` computes them k rows at a time, in memory linear in the batch
-    (both always run in blocks, see _PairwiseSum and _KLSum; `chunk_size` sets the block).
+    over rows and always run in blocks of rows (_PairwiseSum, _KLSum), in memory linear in the
+    batch; `chunk_size=k` sets the block to k rows.
     """
     check_pair(z1, z2)
     check_positive("scale", scale)
     check_non_negative("gamma", gamma)
     check_chunk_size(chunk_size)
     u, v = normalize(z1), normalize(z2)
-    u_all, v_all = gather_rows(u, gather), gather_rows(v, gather)
-    own = own_columns(u.shape[0], row_offset(u.shape[0], gather), u.device)
+    v_all = gather_rows(v, gather)
+    own = own_columns(u.shape[0], u.device, gather)
     scale, bias = (torch.as_tensor(x, dtype=u.dtype, device=u.device) for x in (scale, bias))
     step = block_rows(u.shape[0], v_all.shape[0], chunk_size)
     terms = {"pairwise": _PairwiseSum.apply(u, v_all, own, scale, bias, float(gamma), step)}
     if with_kl:
-        terms["kl"] = _KLSum.apply(u, v, u_all, v_all, scale, bias, step)
+        terms["kl"] = _KLSum.apply(u, v, gather_rows(u, gather), v_all, scale, bias, step)
     return {name: total / u.shape[0] for name, total in terms.items()}
 
 

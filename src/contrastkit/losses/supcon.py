@@ -7,13 +7,8 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from ._common import check_embeddings, check_positive, full_precision, normalize
-from .distributed import gather_no_grad, gather_rows, is_gathering, row_offset, world_size
+from .distributed import gather_no_grad, gather_views, is_gathering, own_columns, world_size
 from .row_logsumexp import check_chunk_size, row_logsumexp
-
-
-def _view_major(z: Tensor) -> Tensor:
-    """(N, V, D) → (V·N, D), all samples of view 0 first."""
-    return z.transpose(0, 1).reshape(-1, z.shape[-1])
 
 
 @full_precision
@@ -45,15 +40,13 @@ def supcon(
     if labels is not None and (labels.ndim != 1 or labels.shape[0] != n):
         raise ValueError(f"labels must have shape ({n},) to match z, got {tuple(labels.shape)}")
 
-    offset = row_offset(n, gather)
-    ids = labels if labels is not None else torch.arange(n, device=z.device) + offset
-    anchors = normalize(_view_major(z))
-    # Gather per view so the candidates keep the view-major layout over the global batch.
-    candidates = torch.cat([gather_rows(normalize(z[:, k]), gather) for k in range(views)])
+    ids = labels if labels is not None else own_columns(n, z.device, gather)
+    # View-major anchors and candidates: all samples of view 0 first, over the global batch.
+    per_view = [normalize(z[:, k]) for k in range(views)]
+    anchors = torch.cat(per_view)
+    candidates, own_per_view = gather_views(per_view, gather)
+    own = torch.cat(own_per_view)
     candidate_ids = gather_no_grad(ids.to(z.device), gather).repeat(views)
-    total = candidates.shape[0] // views
-
-    own = torch.cat([torch.arange(n, device=z.device) + k * total + offset for k in range(views)])
     lse = row_logsumexp(anchors / temperature, candidates, own[:, None], chunk_size)
     # Σ_{p∈P(i)} z_i·z_p = z_i·(sum of i's class) − z_i·z_i: O(N·D), no N×N mask. Subtracting the
     # anchor's own candidate row keeps the gradient of the self term exactly cancelled. Sums over

@@ -146,8 +146,6 @@ class Method(nn.Module):
 
     def forward(self, views: Sequence[Tensor], labels: Tensor | None = None) -> StepOutput:
         """The loss over the views: `loss_from(embed(views))`."""
-        if self.spec.needs_labels and labels is None:
-            raise ValueError(f"method {self.spec.name!r} needs labels")
         embeddings = self.embed(views)
         loss, components = self.loss_from(embeddings, labels)
         return StepOutput(loss, embeddings.features, components)

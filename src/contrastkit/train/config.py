@@ -77,6 +77,8 @@ class PretrainConfig:
     num_nodes: int = 1
     sync_batchnorm: bool = False
     precision: str = "32"
+    # Tensor cores want NHWC, and oneDNN's CPU convolutions ran small-cnn 1.15–1.3× faster in it
+    # (8, 28 and 32 px, forward+backward, batch 256).
     channels_last: bool = True
     compile: bool = False
     loggers: str = "csv,tensorboard"
