@@ -347,6 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--checkpoint", required=True)
     export.add_argument("--out", required=True, help="output .pt file")
     export.set_defaults(run=_export)
+    # [further commands]
     return parser
 
 

@@ -15,7 +15,7 @@ from contrastkit.train.config import (
     parse_override,
 )
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "src" / "contrastkit" / "presets"
 
 
 def test_defaults_train_simclr_on_digits_with_the_small_cnn() -> None:

@@ -84,6 +84,14 @@ class PretrainConfig:
     loggers: str = "csv,tensorboard"
     workers: int = 2
     progress: bool = True
+    # [runtime options]
+    # [augmentation options]
+    # [head options]
+    # [optimisation options]
+    # [method options]
+    # [data options]
+    # [evaluation options]
+    # [backbone options]
 
     def validate(self) -> PretrainConfig:
         """Raise ConfigError naming the first invalid value and what would be valid."""
@@ -132,6 +140,14 @@ class PretrainConfig:
             raise ConfigError(f"val_fraction={self.val_fraction}: must be in [0, 1)")
         if not 0.0 <= self.ema_base <= 1.0:
             raise ConfigError(f"ema_base={self.ema_base}: must be in [0, 1]")
+        # [runtime checks]
+        # [augmentation checks]
+        # [head checks]
+        # [optimisation checks]
+        # [method checks]
+        # [data checks]
+        # [evaluation checks]
+        # [backbone checks]
         loss = self.loss or spec.default_loss
         if loss in LOSS_MODULES:
             self._check_loss_options(LOSS_MODULES[loss])

@@ -1,0 +1,1 @@
+"""YAML presets shipped with the package; `--config NAME` finds them by name."""
