@@ -4,6 +4,7 @@ so `--help` and argument errors answer at once."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import difflib
 import inspect
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from . import __version__
-from .train.config import FIELDS, ConfigError, build_config, load_preset, parse_override
+from .train.config import CHOICES, FIELDS, ConfigError, build_config, load_preset, parse_override
 
 if TYPE_CHECKING:
     from .compare import CompareSpec
@@ -271,15 +272,35 @@ def _check_compare(spec: CompareSpec) -> None:
 
 
 def _add_config_options(parser: argparse.ArgumentParser) -> None:
-    """One --option per configuration key; values are checked later, with the preset's."""
+    """One --option per configuration key, with its help, choices and default; values are
+    checked later, with the preset's (argparse's own default stays None, so that an option
+    left out does not override the preset)."""
     for name, field in FIELDS.items():
         if name == "loss_options":
             continue
         flag = "--" + name.replace("_", "-")
-        if field.type == "bool":
-            parser.add_argument(flag, nargs="?", const="true", default=None, metavar="BOOL")
-        else:
-            parser.add_argument(flag, default=None, metavar=name.upper())
+        bool_form = {"nargs": "?", "const": "true", "metavar": "BOOL"}
+        form = bool_form if field.type == "bool" else {"metavar": name.upper()}
+        action = parser.add_argument(flag, default=None, help=_option_help(name, field), **form)
+        action.names = _DatasetNames() if name == "dataset" else ", ".join(CHOICES.get(name, ()))
+
+
+class _DatasetNames:
+    """The dataset names, imported only when --help prints them (the import takes seconds)."""
+
+    def __str__(self) -> str:
+        from .data.datasets import DATASET_NAMES
+
+        return ", ".join(DATASET_NAMES)
+
+
+def _option_help(name: str, field: dataclasses.Field) -> str:
+    """`what it does (choices: ...; default: ...)` in argparse's %-format; `%(names)s` is the
+    option's `names` attribute, the choices."""
+    parts = ["choices: %(names)s"] if name in CHOICES or name == "dataset" else []
+    default = field.default_factory() if field.default is dataclasses.MISSING else field.default
+    parts.append(f"default: {default}".replace("%", "%%"))
+    return f"{field.metadata['help'].replace('%', '%%')} ({'; '.join(parts)})"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -298,7 +319,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Pretrain an encoder. Options override --config; key=value (including "
         "loss.<option>=value) overrides both.",
     )
-    train.add_argument("--config", help="a YAML preset, e.g. configs/cifar100_dcl.yaml")
+    train.add_argument(
+        "--config",
+        help="a preset name (e.g. cifar100_dhel, seed000/dhel) or a YAML file path",
+    )
     _add_config_options(train)
     train.add_argument("overrides", nargs="*", metavar="key=value")
     train.set_defaults(run=_pretrain)

@@ -18,9 +18,17 @@ from typing import Any
 METHOD_NAMES = ("simclr", "barlow_twins", "vicreg", "simsiam", "supcon", "relic", "supervised")
 BACKBONE_NAMES = ("small-cnn", "resnet18", "resnet50", "efficientnet_b0")
 OPTIMIZER_NAMES = ("sgd", "lars", "adam", "adamw")
-PRECISIONS = ("32", "bf16", "16")
+PRECISIONS = ("auto", "32", "bf16", "16")
 LOGGERS = ("csv", "tensorboard", "wandb")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
+CHOICES: dict[str, tuple[str, ...]] = {  # the valid values of the keys that take a name
+    "method": METHOD_NAMES,
+    "backbone": BACKBONE_NAMES,
+    "optimizer": OPTIMIZER_NAMES,
+    "precision": PRECISIONS,
+    "loggers": LOGGERS,
+    "accelerator": ACCELERATORS,
+}
 _SIZES = (  # optional sizes; None picks a default
     "image_size",
     "local_size",
@@ -38,52 +46,113 @@ class ConfigError(ValueError):
 class PretrainConfig:
     """Everything `contrastkit pretrain` needs; the defaults train SimCLR on `digits` on a CPU."""
 
-    method: str = "simclr"
-    loss: str | None = None
-    loss_options: dict[str, Any] = field(default_factory=dict)
-    temperature: float | None = None
-    dataset: str = "digits"
-    data_dir: str | None = None
-    cache_dir: str | None = None
-    download: bool = False
-    image_size: int | None = None
-    backbone: str = "small-cnn"
-    projector_hidden_dim: int | None = None
-    projector_out_dim: int | None = None
-    predictor_hidden_dim: int | None = None
-    epochs: int = 30
-    batch_size: int = 256
-    micro_batch_size: int | None = None  # gradient caching: the backbone holds this many samples
-    optimizer: str = "sgd"
-    lr: float = 0.3
-    weight_decay: float = 1e-4
-    momentum: float = 0.9
-    warmup_epochs: float = 2.0
-    fixed_predictor_lr: bool = False
-    n_global: int = 2
-    n_local: int = 0
-    local_size: int | None = None
-    ema_base: float = 0.99
-    gamma_decay_steps: int = 0
-    skip_nonfinite: int = 0  # optimiser steps with a non-finite loss or gradient to tolerate
-    probe: bool = True
-    probe_lr: float = 0.1
-    val_fraction: float = 0.1
-    seed: int = 0
-    out: str = "runs/pretrain"
-    resume: bool = False
-    accelerator: str = "auto"
-    devices: int = 1
-    num_nodes: int = 1
-    sync_batchnorm: bool = False
-    precision: str = "32"
+    method: str = field(
+        default="simclr", metadata={"help": "the method: which heads, pairing and default loss"}
+    )
+    loss: str | None = field(
+        default=None, metadata={"help": "the loss, among the method's (None: its default)"}
+    )
+    loss_options: dict[str, Any] = field(
+        default_factory=dict, metadata={"help": "loss hyperparameters, set as loss.<option>=value"}
+    )
+    temperature: float | None = field(
+        default=None, metadata={"help": "the loss's temperature (None: the loss's default)"}
+    )
+    dataset: str = field(default="digits", metadata={"help": "dataset name (see the README)"})
+    data_dir: str | None = field(
+        default=None, metadata={"help": "folder holding the dataset (digits needs none)"}
+    )
+    cache_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "where decoded datasets are cached (None: $CONTRASTKIT_CACHE or ~/.cache)"
+        },
+    )
+    download: bool = field(
+        default=False, metadata={"help": "download a missing torchvision dataset"}
+    )
+    image_size: int | None = field(
+        default=None, metadata={"help": "resize image folders to this side (None: stored size)"}
+    )
+    backbone: str = field(default="small-cnn", metadata={"help": "the encoder network"})
+    projector_hidden_dim: int | None = field(
+        default=None, metadata={"help": "projector hidden width (None: the method's default)"}
+    )
+    projector_out_dim: int | None = field(
+        default=None, metadata={"help": "projector output width (None: the method's default)"}
+    )
+    predictor_hidden_dim: int | None = field(
+        default=None, metadata={"help": "predictor hidden width (None: the method's default)"}
+    )
+    epochs: int = field(default=30, metadata={"help": "training epochs"})
+    batch_size: int = field(default=256, metadata={"help": "samples per step, over all devices"})
+    micro_batch_size: int | None = field(
+        default=None,
+        metadata={"help": "gradient caching: the backbone holds this many samples at once"},
+    )
+    optimizer: str = field(default="sgd", metadata={"help": "the optimiser"})
+    lr: float = field(default=0.3, metadata={"help": "peak learning rate (after warm-up)"})
+    weight_decay: float = field(
+        default=1e-4, metadata={"help": "weight decay (not on biases and norms)"}
+    )
+    momentum: float = field(default=0.9, metadata={"help": "SGD and LARS momentum"})
+    warmup_epochs: float = field(
+        default=2.0, metadata={"help": "linear warm-up length before the cosine decay, in epochs"}
+    )
+    fixed_predictor_lr: bool = field(
+        default=False, metadata={"help": "keep the predictor's learning rate off the schedule"}
+    )
+    n_global: int = field(default=2, metadata={"help": "global (full-size) views per image"})
+    n_local: int = field(default=0, metadata={"help": "local (small crop) views per image"})
+    local_size: int | None = field(
+        default=None, metadata={"help": "side of the local views (None: 96/224 of the image)"}
+    )
+    ema_base: float = field(
+        default=0.99, metadata={"help": "EMA target's momentum at the start (to 1 by the end)"}
+    )
+    gamma_decay_steps: int = field(
+        default=0, metadata={"help": "steps over which the sigmoid loss's gamma decays (0: none)"}
+    )
+    skip_nonfinite: int = field(
+        default=0,
+        metadata={"help": "optimiser steps with a non-finite loss or gradient to skip, not fail"},
+    )
+    probe: bool = field(
+        default=True, metadata={"help": "train an online linear probe on detached features"}
+    )
+    probe_lr: float = field(default=0.1, metadata={"help": "the online probe's learning rate"})
+    val_fraction: float = field(
+        default=0.1, metadata={"help": "last fraction of each class held out for the probe"}
+    )
+    seed: int = field(default=0, metadata={"help": "random seed of weights, batches and views"})
+    out: str = field(
+        default="runs/pretrain", metadata={"help": "run folder: checkpoints, logs, config.yaml"}
+    )
+    resume: bool = field(
+        default=False, metadata={"help": "continue from the newest good checkpoint in --out"}
+    )
+    accelerator: str = field(
+        default="auto", metadata={"help": "device kind (auto: a GPU if there is one)"}
+    )
+    devices: int = field(default=1, metadata={"help": "devices per node (DDP when above 1)"})
+    num_nodes: int = field(default=1, metadata={"help": "machines (DDP when above 1)"})
+    sync_batchnorm: bool = field(
+        default=False, metadata={"help": "batch-norm statistics over all devices"}
+    )
+    precision: str = field(
+        default="32", metadata={"help": "numeric precision (auto: bf16 on a GPU, 32 on a CPU)"}
+    )
     # Tensor cores want NHWC, and oneDNN's CPU convolutions ran small-cnn 1.15–1.3× faster in it
     # (8, 28 and 32 px, forward+backward, batch 256).
-    channels_last: bool = True
-    compile: bool = False
-    loggers: str = "csv,tensorboard"
-    workers: int = 2
-    progress: bool = True
+    channels_last: bool = field(
+        default=True, metadata={"help": "NHWC memory layout for images and weights"}
+    )
+    compile: bool = field(default=False, metadata={"help": "torch.compile the backbone"})
+    loggers: str = field(default="csv,tensorboard", metadata={"help": "comma-separated loggers"})
+    workers: int = field(
+        default=2, metadata={"help": "data processes (decoding, streaming folders; 0: none)"}
+    )
+    progress: bool = field(default=True, metadata={"help": "show a progress bar"})
     # [runtime options]
     # [augmentation options]
     # [head options]
@@ -268,12 +337,11 @@ def _scalar(raw: Any) -> Any:
 
 
 def load_preset(path: str | Path) -> dict[str, Any]:
-    """Read a YAML preset into raw key/value pairs."""
+    """Read a YAML preset, given as a file path or a shipped preset's name (`cifar100_dhel`,
+    `seed000/dhel`), into raw key/value pairs."""
     import yaml
 
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} not found")
+    path = find_preset(path)
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as error:
@@ -282,6 +350,27 @@ def load_preset(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"config file {str(path)!r} must hold a mapping of keys to values")
     return data
+
+
+def find_preset(name_or_path: str | Path) -> Path:
+    """An existing YAML file, else the shipped preset of that name; else one line naming the
+    closest preset names."""
+    import difflib
+
+    from ..presets import preset_names, preset_path
+
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    found = preset_path(str(name_or_path))
+    if found is not None:
+        return found
+    close = difflib.get_close_matches(str(name_or_path), preset_names(), n=4, cutoff=0.5)
+    hint = f"closest presets: {', '.join(close)}" if close else "no preset has a similar name"
+    raise ConfigError(
+        f"config {str(name_or_path)!r} not found: neither a file nor a preset name; {hint} "
+        "(the presets are the .yaml files under contrastkit/presets/)"
+    )
 
 
 def parse_override(text: str) -> tuple[str, str]:

@@ -19,6 +19,7 @@ from ..models.sync_batchnorm import convert_sync_batchnorm
 from .checkpoint_io import AtomicCheckpointIO
 from .compat import check_resumable
 from .config import ConfigError, PretrainConfig
+from .config_file import write_run_config
 from .data import load_pretrain_data
 from .factory import method_from_config
 from .module import PretrainModule
@@ -63,8 +64,15 @@ class CPUSyncBatchNorm(LayerSync):
         return model  # the layer equals BatchNorm outside distributed training
 
 
+def _precision(config: PretrainConfig) -> str:
+    """The run's precision: `auto` is bf16 on a GPU and 32 elsewhere."""
+    if config.precision != "auto":
+        return config.precision
+    return "bf16" if _accelerator(config) in ("gpu", "cuda") else "32"
+
+
 def _check_precision(config: PretrainConfig) -> None:
-    if _accelerator(config) == "cpu" and config.precision != "32":
+    if _accelerator(config) == "cpu" and _precision(config) != "32":
         raise ConfigError(
             f"precision={config.precision}: mixed precision runs only on a GPU "
             "(bf16 on CPU is about 20x slower than fp32); use precision=32"
@@ -85,6 +93,8 @@ def _loggers(config: PretrainConfig) -> list[Logger]:
             from lightning.pytorch.loggers import WandbLogger
 
             loggers.append(WandbLogger(save_dir=out, project="contrastkit"))
+    for logger in loggers:  # hparams.yaml, TensorBoard's and wandb's hyperparameters
+        logger.log_hyperparams(config.to_dict())
     return loggers
 
 
@@ -115,7 +125,7 @@ def build_trainer(config: PretrainConfig, callbacks: Sequence[Callback] = ()) ->
         strategy="ddp" if ranks > 1 else "auto",
         # torch's SyncBatchNorm is CUDA-only; CPU ranks get ours through a LayerSync plugin.
         sync_batchnorm=config.sync_batchnorm and accelerator != "cpu",
-        precision=_PRECISION[config.precision],
+        precision=_PRECISION[_precision(config)],
         logger=_loggers(config),
         callbacks=[checkpoints, *callbacks],
         plugins=[
@@ -145,6 +155,7 @@ def pretrain(config: PretrainConfig, callbacks: Sequence[Callback] = ()) -> Pret
     if resume_from is not None:
         check_resumable(config, resume_from)
     check_output_folder(config.out_dir)
+    write_run_config(config)
     for message in _QUIET:
         warnings.filterwarnings("ignore", message=message)
     L.seed_everything(config.seed, workers=True, verbose=False)
