@@ -48,10 +48,24 @@ class CorruptImageError(ValueError):
     """An image file cannot be decoded; the message names the file."""
 
 
-class InMemoryImages(Dataset[tuple[Tensor, Tensor]]):
-    """Decoded images as a uint8 tensor (N, C, H, W) with int64 labels (N,); -1 marks unlabeled."""
+Stats = tuple[float, ...]  # one value per channel
 
-    def __init__(self, images: Tensor, labels: Tensor, classes: Sequence[str]) -> None:
+
+class InMemoryImages(Dataset[tuple[Tensor, Tensor]]):
+    """Decoded images as a uint8 tensor (N, C, H, W) with int64 labels (N,); -1 marks unlabeled.
+
+    ``mean`` and ``std`` are the per-channel statistics (of pixels in [0, 1]) measured on an
+    image folder, its default normalisation; None where the dataset's preset gives them.
+    """
+
+    def __init__(
+        self,
+        images: Tensor,
+        labels: Tensor,
+        classes: Sequence[str],
+        mean: Stats | None = None,
+        std: Stats | None = None,
+    ) -> None:
         if images.dtype != torch.uint8 or images.dim() != 4:
             raise ValueError(
                 f"images must be uint8 (N, C, H, W), got {images.dtype} {images.shape}"
@@ -61,6 +75,8 @@ class InMemoryImages(Dataset[tuple[Tensor, Tensor]]):
         self.images = images
         self.labels = labels
         self.classes = list(classes)
+        self.mean = tuple(mean) if mean is not None else None
+        self.std = tuple(std) if std is not None else None
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -69,8 +85,11 @@ class InMemoryImages(Dataset[tuple[Tensor, Tensor]]):
         return self.images[index], self.labels[index]
 
     def subset(self, indices: Tensor) -> InMemoryImages:
-        """The samples at ``indices`` (e.g. from :func:`holdout_split`), same classes."""
-        return InMemoryImages(self.images[indices], self.labels[indices], self.classes)
+        """The samples at ``indices`` (e.g. from :func:`holdout_split`), same classes and
+        statistics (those of the whole split, so every part is normalised alike)."""
+        return InMemoryImages(
+            self.images[indices], self.labels[indices], self.classes, self.mean, self.std
+        )
 
 
 class StreamingImages(Dataset[tuple[Tensor, Tensor]]):
@@ -101,6 +120,22 @@ class StreamingImages(Dataset[tuple[Tensor, Tensor]]):
         """The samples at ``indices`` (e.g. from :func:`holdout_split`), same classes."""
         paths = [self.paths[i] for i in indices.tolist()]
         return StreamingImages(paths, self.labels[indices], self.classes, self.image_size)
+
+
+def channel_stats(images: Tensor, chunk: int = 4096) -> tuple[Stats, Stats]:
+    """Per-channel mean and (population) standard deviation of uint8 (N, C, H, W) images read
+    as values in [0, 1]; exact integer sums, a chunk of images at a time."""
+    total = torch.zeros(images.shape[1], dtype=torch.float64)
+    squares = torch.zeros(images.shape[1], dtype=torch.float64)
+    for part in images.split(chunk):
+        wide = part.to(torch.int64)
+        total += wide.sum(dim=(0, 2, 3)).double()
+        squares += wide.square().sum(dim=(0, 2, 3)).double()
+    count = images.numel() / images.shape[1]
+    mean = total / count
+    # A constant channel would divide by zero; one grey level is the smallest spread there is.
+    std = (squares / count - mean.square()).clamp_min(0).sqrt().clamp_min(1.0)
+    return tuple((mean / 255).tolist()), tuple((std / 255).tolist())
 
 
 def holdout_split(labels: Tensor, fraction: float = 0.1) -> tuple[Tensor, Tensor]:
@@ -145,9 +180,12 @@ def load_dataset(
 
     ``data_dir`` is torchvision's ``root`` for fashion-mnist, cifar10/100 and stl10 (the folder
     holding ``FashionMNIST/``, ``cifar-10-batches-py/``, ...) and the tree root (holding
-    ``train/``) for image folders; digits needs none. Splits are ``train`` and ``test``, plus
-    ``unlabeled`` and ``train+unlabeled`` (pretraining; unlabeled samples get label -1) for
-    stl10. digits has no official split, so its test split is the last 20% of each class.
+    ``train/``) for image folders; digits needs none. A folder of images without class folders
+    (``data_dir/train/*.jpg`` or ``data_dir/*.jpg``) is an unlabelled training split (label -1,
+    no classes). In-memory folders carry their measured per-channel ``mean``/``std``. Splits
+    are ``train`` and ``test``, plus ``unlabeled`` and ``train+unlabeled`` (pretraining;
+    unlabeled samples get label -1) for stl10. digits has no official split, so its test split
+    is the last 20% of each class.
 
     ``download`` fetches a missing torchvision dataset. ``image_size`` resizes folder images
     (shorter side, then center crop); without it they must all share one size. ``stream``
@@ -220,9 +258,10 @@ def _cached(
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=cache_dir)
         try:
             with os.fdopen(fd, "wb") as f:
-                torch.save(
-                    {"images": data.images, "labels": data.labels, "classes": data.classes}, f
-                )
+                fields = {"images": data.images, "labels": data.labels, "classes": data.classes}
+                if data.mean is not None:
+                    fields |= {"mean": data.mean, "std": data.std}
+                torch.save(fields, f)
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -505,14 +544,15 @@ def _load_folder(
         return StreamingImages(listing.paths, labels, listing.classes, image_size)
     n_workers = workers if workers is not None else os.cpu_count() or 1
     fingerprint = _fingerprint(root, [*listing.paths, *listing.index_files], f"{image_size}")
-    return _cached(
-        cache,
-        f"{name}-{split}",
-        fingerprint,
-        lambda: InMemoryImages(
-            _decode_files(listing.paths, image_size, n_workers), labels, listing.classes
-        ),
-    )
+
+    def decode() -> InMemoryImages:
+        images = _decode_files(listing.paths, image_size, n_workers)
+        return InMemoryImages(images, labels, listing.classes, *channel_stats(images))
+
+    data = _cached(cache, f"{name}-{split}", fingerprint, decode)
+    if data.mean is None:  # a cache written before statistics were kept
+        data.mean, data.std = channel_stats(data.images)
+    return data
 
 
 def _list_folder(name: str, root: Path, split: str, preset: _FolderPreset) -> _Listing:
@@ -520,8 +560,12 @@ def _list_folder(name: str, root: Path, split: str, preset: _FolderPreset) -> _L
     if not root.is_dir():
         raise DatasetNotFoundError(f"{name} not found at {root}; {preset.source}")
     split_list = root / "meta" / f"{split}.txt"
+    flat = _flat_folder(root, split, preset)
     if split_list.is_file() and (root / "images").is_dir():
         listing = _list_food101(name, root, split_list, preset)
+    elif flat is not None:
+        files = _images_under(flat)
+        listing = _Listing(files, [-1] * len(files), [], [])
     else:
         split_dir = _split_dir(name, root, split, preset)
         train_dir = root / "train"
@@ -537,6 +581,19 @@ def _list_folder(name: str, root: Path, split: str, preset: _FolderPreset) -> _L
     if not listing.paths:
         raise DatasetNotFoundError(f"{name} has no {split} images under {root}; {preset.source}")
     return listing
+
+
+def _flat_folder(root: Path, split: str, preset: _FolderPreset) -> Path | None:
+    """The folder of an unlabelled training split (images, no class folders): ``train/``, or
+    ``data_dir`` itself when it has no ``train/``; None for a class-folder tree."""
+    if split != "train" or preset.classes is not None:
+        return None
+    folder = root / "train" if (root / "train").is_dir() else root
+    if _subdirs(folder) or not any(
+        os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS for e in os.scandir(folder)
+    ):
+        return None
+    return folder
 
 
 def _split_dir(name: str, root: Path, split: str, preset: _FolderPreset) -> Path:

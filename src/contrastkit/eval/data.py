@@ -11,6 +11,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from ..data import InMemoryImages, StreamingImages, load_dataset
+from ..data.datasets import Stats
 from ..train.data import PretrainData, augment_preset
 from .errors import EvaluationError
 
@@ -28,9 +29,16 @@ def load_split(
 
 
 def recipe(
-    dataset: str, images: Images, num_classes: int, channels: int, image_size: int
+    dataset: str,
+    images: Images,
+    num_classes: int,
+    channels: int,
+    image_size: int,
+    normalization: tuple[Stats, Stats] | None = None,
 ) -> PretrainData:
-    """Pretraining's recipe for `images` of `dataset`: its normalisation and SimCLR views."""
+    """Pretraining's recipe for `images` of `dataset`: its normalisation (`normalization`, else
+    the dataset preset's) and SimCLR views."""
+    mean, std = normalization if normalization is not None else (None, None)
     return PretrainData(
         train=images,
         val=None,
@@ -38,6 +46,8 @@ def recipe(
         channels=channels,
         image_size=image_size,
         augment_preset=augment_preset(dataset),
+        mean=mean,
+        std=std,
     )
 
 

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from ..data import canonical_name, default_cache_dir
+from ..data.datasets import Stats
 from ..methods import Method
 from ..models.backbones import BACKBONES, Backbone, build_backbone
 from ..train.config import PretrainConfig
@@ -47,6 +48,9 @@ class Encoder:
     image_size: int
     channels: int
     num_classes: int
+    # (mean, std) per channel the backbone was trained with or the data's measured ones; None:
+    # the dataset preset's
+    normalization: tuple[Stats, Stats] | None = None
 
     def load(self, split: str) -> Images:
         """Split `split` of the evaluation dataset."""
@@ -54,7 +58,14 @@ class Encoder:
 
     def recipe(self, images: Images) -> PretrainData:
         """Pretraining's normalisation and augmentation for `images` of the dataset."""
-        return recipe(self.dataset, images, self.num_classes, self.channels, self.image_size)
+        return recipe(
+            self.dataset,
+            images,
+            self.num_classes,
+            self.channels,
+            self.image_size,
+            self.normalization,
+        )
 
     @property
     def device(self) -> torch.device:
@@ -85,7 +96,7 @@ def _random_encoder(spec: str, dataset: str, data_dir: str | None, seed: int) ->
     if name not in BACKBONES:
         raise EvaluationError(f"{spec}: unknown backbone {name!r}; valid: {', '.join(BACKBONES)}")
     cache_dir = default_cache_dir()
-    image_size, channels, num_classes = _data_facts(dataset, data_dir, cache_dir)
+    image_size, channels, num_classes, normalization = _data_facts(dataset, data_dir, cache_dir)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         backbone = build_backbone(name, image_size, channels)
@@ -103,6 +114,7 @@ def _random_encoder(spec: str, dataset: str, data_dir: str | None, seed: int) ->
         image_size=image_size,
         channels=channels,
         num_classes=num_classes,
+        normalization=normalization,
     )
 
 
@@ -127,9 +139,10 @@ def _checkpoint_encoder(spec: str, dataset: str | None, data_dir: str | None) ->
             meta["channels"],
             meta["num_classes"],
         )
+        normalization = meta.get("normalization")  # absent before it was recorded
     else:
         name, resize = dataset, None
-        image_size, channels, num_classes = _data_facts(name, data_dir, cache_dir)
+        image_size, channels, num_classes, normalization = _data_facts(name, data_dir, cache_dir)
         if channels != meta["channels"]:
             raise EvaluationError(
                 f"{path}: its backbone takes {meta['channels']}-channel images, "
@@ -149,14 +162,20 @@ def _checkpoint_encoder(spec: str, dataset: str | None, data_dir: str | None) ->
         image_size=image_size,
         channels=channels,
         num_classes=num_classes,
+        normalization=normalization,
     )
 
 
-def _data_facts(dataset: str, data_dir: str | None, cache_dir: Path) -> tuple[int, int, int]:
-    """(image size, channels, classes) of a dataset, from its training split."""
+def _data_facts(
+    dataset: str, data_dir: str | None, cache_dir: Path
+) -> tuple[int, int, int, tuple[Stats, Stats] | None]:
+    """(image size, channels, classes, measured normalisation or None) of a dataset, from its
+    training split, whose statistics then normalise every split alike."""
     images = load_split(dataset, "train", data_dir, cache_dir, None)
     sample, _ = images[0]
-    return sample.shape[-1], sample.shape[0], len(images.classes)
+    mean, std = getattr(images, "mean", None), getattr(images, "std", None)
+    normalization = (mean, std) if mean is not None and std is not None else None
+    return sample.shape[-1], sample.shape[0], len(images.classes), normalization
 
 
 def _one_line(error: BaseException, limit: int = 200) -> str:

@@ -36,7 +36,8 @@ def light_augmentation(recipe: PretrainData) -> BatchAugment:
         jitter_p=0.0,
         grayscale_p=0.0,
     )
-    return BatchAugment([view], mean=stats.mean, std=stats.std)
+    mean, std = recipe.mean_std()
+    return BatchAugment([view], mean=mean, std=std)
 
 
 def _network(encoder: Encoder, features: str) -> nn.Sequential:

@@ -3,6 +3,7 @@ their augmentation, and the batch iterables that serve them on the training devi
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
@@ -14,18 +15,22 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 from ..data.augment import DATASETS, BatchAugment, simclr_views
 from ..data.datasets import (
     InMemoryImages,
+    Stats,
     StreamingImages,
     canonical_name,
     holdout_split,
     load_dataset,
 )
 from ..data.memory_loader import DeviceBatches
+from ..methods.spec import METHODS
 from .config import ConfigError, PretrainConfig
 
 Images = InMemoryImages | StreamingImages
+_log = logging.getLogger(__name__)
 
 # Augmentation presets (normalisation statistics, crop scale, flip) of each dataset name;
-# folder datasets use ImageNet's.
+# folder datasets use ImageNet's, with the statistics measured on the folder when it is held in
+# memory.
 _AUGMENT_PRESETS = {
     "digits": "digits",
     "fashion-mnist": "fashion_mnist",
@@ -50,6 +55,15 @@ class PretrainData:
     channels: int
     image_size: int
     augment_preset: str
+    mean: Stats | None = None  # measured on the data; None: the preset's
+    std: Stats | None = None
+
+    def mean_std(self) -> tuple[Stats, Stats]:
+        """The per-channel normalisation: measured on the data if it was, else the preset's."""
+        if self.mean is not None and self.std is not None:
+            return self.mean, self.std
+        preset = DATASETS[self.augment_preset]
+        return preset.mean, preset.std
 
     def augmentation(self, config: PretrainConfig) -> BatchAugment:
         """SimCLR views of this dataset with the run's global and local crops."""
@@ -63,7 +77,8 @@ class PretrainData:
             global_scale=preset.scale,
             flip_p=preset.flip_p,
         )
-        return BatchAugment(views, mean=preset.mean, std=preset.std)
+        mean, std = self.mean_std()
+        return BatchAugment(views, mean=mean, std=std)
 
     def normalize(self, images: Tensor) -> Tensor:
         """uint8 (B, C, H, W) images as float32, standardised per channel as in training."""
@@ -72,11 +87,8 @@ class PretrainData:
 
     def normalization(self) -> tuple[Tensor, Tensor]:
         """Per-channel mean and std (as (1, C, 1, 1) tensors) for un-augmented evaluation."""
-        preset = DATASETS[self.augment_preset]
-        return (
-            torch.tensor(preset.mean).view(1, -1, 1, 1),
-            torch.tensor(preset.std).view(1, -1, 1, 1),
-        )
+        mean, std = self.mean_std()
+        return torch.tensor(mean).view(1, -1, 1, 1), torch.tensor(std).view(1, -1, 1, 1)
 
 
 def load_pretrain_data(config: PretrainConfig) -> PretrainData:
@@ -87,7 +99,7 @@ def load_pretrain_data(config: PretrainConfig) -> PretrainData:
     """
     name = canonical_name(config.dataset)
     labelled = _load(config, name, "train")
-    if config.val_fraction > 0:
+    if config.val_fraction > 0 and _probe_possible(config, labelled):
         keep, held = holdout_split(labelled.labels, config.val_fraction)
         train, val = labelled.subset(keep), labelled.subset(held)
     else:
@@ -114,7 +126,37 @@ def load_pretrain_data(config: PretrainConfig) -> PretrainData:
         channels=sample.shape[0],
         image_size=sample.shape[-1],
         augment_preset=augment_preset(name),
+        mean=getattr(labelled, "mean", None),
+        std=getattr(labelled, "std", None),
     )
+
+
+def _probe_possible(config: PretrainConfig, labelled: Images) -> bool:
+    """Whether the data can have a probe: not unlabelled data, nor a single class, whose probe
+    would score top-1 1.0 whatever the features (the module then builds none). Said once."""
+    classes = labelled.classes
+    if len(classes) > 1:
+        return True
+    where = config.data_dir or config.dataset
+    if not classes and METHODS[config.method].needs_labels:
+        raise ConfigError(
+            f"method={config.method} needs labels, but {where} holds unlabelled images "
+            "(no class folders); valid: a self-supervised method, or train/<class>/ folders"
+        )
+    if not classes:
+        _log.warning(
+            "%s: %d unlabelled images (no class folders); pretraining on all, probe off",
+            where,
+            len(labelled),
+        )
+    elif config.probe:
+        _log.warning(
+            "%s: a single class (%s), so a probe would score top-1 1.0 whatever it learns; "
+            "probe off, nothing held out",
+            where,
+            classes[0],
+        )
+    return False
 
 
 def _load(config: PretrainConfig, name: str, split: str) -> Images:

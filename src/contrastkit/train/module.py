@@ -37,7 +37,7 @@ class PretrainModule(L.LightningModule):
         self.augment = data.augmentation(config)
         self.probe = (
             OnlineProbe(method.backbone.feature_dim, data.num_classes, config.probe_lr)
-            if config.probe
+            if config.probe and data.num_classes > 1  # 0: unlabelled or a single class
             else None
         )
         self._generator: torch.Generator | None = None
@@ -218,6 +218,7 @@ class PretrainModule(L.LightningModule):
             "num_classes": self.data.num_classes,
             "channels": self.data.channels,
             "image_size": self.data.image_size,
+            "normalization": self.data.mean_std(),  # (mean, std) per channel, as trained
         }
         if self.probe is not None:
             checkpoint["probe"] = self.probe.state_dict()
