@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from . import __version__
+from .export import FORMATS
 from .train.config import CHOICES, FIELDS, ConfigError, build_config, load_preset, parse_override
 
 if TYPE_CHECKING:
@@ -227,15 +228,16 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    """Write the backbone's state dict alone, for plain torchvision code."""
+    """Write the backbone (weights, TorchScript or ONNX) and a JSON sidecar describing it."""
     from .eval import EvaluationError
-    from .export import export_backbone
+    from .export import ExportError, export_backbone, sidecar_path
 
     try:
-        path = export_backbone(args.checkpoint, args.out)
-    except EvaluationError as error:
+        path = export_backbone(args.checkpoint, args.out, args.format)
+    except (EvaluationError, ExportError) as error:
         return _fail(str(error))
-    print(f"backbone weights: {path}")
+    print(f"backbone ({args.format}): {path}")
+    print(f"description (backbone, input, normalisation): {sidecar_path(path)}")
     return 0
 
 
@@ -366,10 +368,20 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(run=_evaluate)
 
     export = commands.add_parser(
-        "export", help="write a checkpoint's backbone weights alone (torchvision names)"
+        "export",
+        help="write a checkpoint's backbone (weights, TorchScript or ONNX) and a JSON sidecar",
+        description="Write the backbone alone and, beside it as <out>.json, its name and "
+        "options, input size, channels and normalisation.",
     )
-    export.add_argument("--checkpoint", required=True)
-    export.add_argument("--out", required=True, help="output .pt file")
+    export.add_argument("--checkpoint", required=True, help="a .ckpt, or random:<backbone>")
+    export.add_argument("--out", required=True, help="output file (.pt, .ts or .onnx)")
+    export.add_argument(
+        "--format",
+        default="state_dict",
+        choices=FORMATS,
+        help="state_dict: weights under torchvision's names (default); torchscript: "
+        "torch.jit.load-able; onnx: needs the onnx extra",
+    )
     export.set_defaults(run=_export)
     # [further commands]
     return parser
