@@ -14,14 +14,28 @@ from ..fileio import atomic_write_json, atomic_write_text
 from .grid import BASELINES, CompareSpec, pretrain_configs
 
 PROBE_FRACTION = 0.9  # "epochs to reach 90% of the final online-probe accuracy"
+UNSTABLE_FRACTION = 0.5  # a probe that falls below half its final accuracy after reaching 90%
 
 
 def epochs_to_fraction(curve: list[float], fraction: float = PROBE_FRACTION) -> int | None:
-    """First epoch (1-based) whose probe accuracy reaches `fraction` of the final one."""
+    """The epoch (1-based) from which the probe accuracy stays at or above `fraction` of the
+    final one: its last crossing, so a probe that got there early and fell back counts from
+    when it came back for good."""
     if not curve:
         return None
     target = fraction * curve[-1]
-    return next(i + 1 for i, value in enumerate(curve) if value >= target)
+    below = [i for i, value in enumerate(curve) if value < target]
+    return below[-1] + 2 if below else 1
+
+
+def unstable(curve: list[float], fraction: float = PROBE_FRACTION) -> bool:
+    """Whether the probe reached `fraction` of its final accuracy, then fell below
+    `UNSTABLE_FRACTION` of it (e.g. back to chance for some epochs)."""
+    if not curve:
+        return False
+    target, floor = fraction * curve[-1], UNSTABLE_FRACTION * curve[-1]
+    reached = next((i for i, value in enumerate(curve) if value >= target), len(curve))
+    return any(value < floor for value in curve[reached:])
 
 
 def _mean_std(values: list[float]) -> tuple[float, float] | None:
@@ -51,6 +65,7 @@ def summarize(spec: CompareSpec, records: list[dict[str, Any]]) -> list[dict[str
         figures["epoch_seconds"] = _mean_std(seconds)
         to_90 = [epochs_to_fraction(r["probe_top1"]) for r in mine if r["probe_top1"]]
         figures["epochs_to_90"] = _mean_std(to_90)
+        figures["unstable_seeds"] = sum(unstable(r["probe_top1"]) for r in mine)
         rows.append(figures)
     _add_notes(rows)
     return rows
@@ -70,6 +85,11 @@ def _add_notes(rows: list[dict[str, Any]]) -> None:
         if converged:
             min(converged, key=lambda r: r["epochs_to_90"][0])["notes"].append("fastest to 90%")
     for row in rows:
+        if row["unstable_seeds"]:
+            row["notes"].append(
+                f"unstable probe in {row['unstable_seeds']} seed(s): fell below "
+                f"{UNSTABLE_FRACTION:.0%} of its final accuracy after reaching 90%"
+            )
         if row["failed"]:
             row["notes"].append(f"{len(row['failed'])} run(s) diverged: non-finite features")
         if row["effective_rank"] and row["effective_rank"][0] < 2.0:
@@ -120,7 +140,7 @@ def markdown_table(spec: CompareSpec, rows: list[dict[str, Any]]) -> str:
 
 
 def _csv_text(rows: list[dict[str, Any]]) -> str:
-    keys = [k for k in rows[0] if k not in ("row", "seeds", "notes", "failed")]
+    keys = [k for k in rows[0] if k not in ("row", "seeds", "notes", "failed", "unstable_seeds")]
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["row", "seeds", *(f"{k}_{s}" for k in keys for s in ("mean", "std")), "notes"])
@@ -161,8 +181,8 @@ def write_reports(spec: CompareSpec, records: list[dict[str, Any]]) -> Path:
         f"# Loss comparison: {spec.dataset}, {spec.backbone}, {spec.epochs} epochs, "
         f"batch {spec.batch_size}, seeds {', '.join(map(str, spec.seeds))}\n\n"
         f"Top-1/Top-5: `{spec.protocols[0]}` protocol on the test split; uniformity and "
-        "alignment of the test features (Wang & Isola); epochs to 90%: first epoch whose online "
-        "probe reaches 90% of its final held-out accuracy.\n\n"
+        "alignment of the test features (Wang & Isola); epochs to 90%: the epoch from which the "
+        "online probe stays at or above 90% of its final held-out accuracy.\n\n"
     )
     table = markdown_table(spec, rows)
     figures = "".join(f"\n![{p.stem}]({p.name})\n" for p in plots)
