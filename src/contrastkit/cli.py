@@ -326,7 +326,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="a preset name (e.g. cifar100_dhel, seed000/dhel) or a YAML file path",
     )
     _add_config_options(train)
-    train.add_argument("overrides", nargs="*", metavar="key=value")
+    train.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="any configuration key, or loss.<option>=value for a loss hyperparameter",
+    )
     train.set_defaults(run=_pretrain)
 
     compare = commands.add_parser(
