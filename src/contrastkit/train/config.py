@@ -50,7 +50,7 @@ class PretrainConfig:
         default="simclr", metadata={"help": "the method: which heads, pairing and default loss"}
     )
     loss: str | None = field(
-        default=None, metadata={"help": "the loss, among the method's (None: its default)"}
+        default=None, metadata={"help": "the loss, among the method's (`contrastkit losses`)"}
     )
     loss_options: dict[str, Any] = field(
         default_factory=dict, metadata={"help": "loss hyperparameters, set as loss.<option>=value"}
@@ -58,7 +58,7 @@ class PretrainConfig:
     temperature: float | None = field(
         default=None, metadata={"help": "the loss's temperature (None: the loss's default)"}
     )
-    dataset: str = field(default="digits", metadata={"help": "dataset name (see the README)"})
+    dataset: str = field(default="digits", metadata={"help": "the dataset"})
     data_dir: str | None = field(
         default=None, metadata={"help": "folder holding the dataset (digits needs none)"}
     )
