@@ -241,6 +241,29 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prepare(args: argparse.Namespace) -> int:
+    """Check a folder for unreadable images, or write a resized copy of it."""
+    from .data.datasets import DatasetNotFoundError
+    from .data.prepare import PrepareError, check_folder, resize_folder
+
+    if args.check == (args.max_side is not None):
+        return _fail("prepare: give either --check or --max-side N with --out DIR")
+    if args.max_side is not None and args.out is None:
+        return _fail("prepare --max-side needs --out, the folder to write the copy into")
+    try:
+        if args.check:
+            report = check_folder(args.folder, args.workers)
+        else:
+            report = resize_folder(args.folder, args.out, args.max_side, args.quality, args.workers)
+    except (DatasetNotFoundError, PrepareError) as error:
+        return _fail(str(error))
+    for path, reason in report.unreadable:
+        print(f"unreadable: {path}: {reason}")
+    done = "" if args.check else f"; {report.written} written, {report.skipped} already there"
+    print(f"{len(report.unreadable)} of {report.total} files unreadable{done}")
+    return EXIT_FAILURE if report.unreadable else 0
+
+
 def _positive_int(name: str, raw: str | None) -> int | None:
     if raw is None:
         return None
@@ -388,6 +411,20 @@ def build_parser() -> argparse.ArgumentParser:
         "torch.jit.load-able; onnx: needs the onnx extra",
     )
     export.set_defaults(run=_export)
+    prepare = commands.add_parser(
+        "prepare",
+        help="check an image folder for unreadable files, or write a resized copy of it",
+        description="--check lists every unreadable image file under FOLDER in one pass (exit "
+        "1 if any); --max-side N --out DIR writes a JPEG copy with the same layout whose longer "
+        "sides are at most N, resuming where an interrupted run stopped.",
+    )
+    prepare.add_argument("folder", help="an image folder, e.g. an ImageNet train/ tree")
+    prepare.add_argument("--check", action="store_true", help="list unreadable files")
+    prepare.add_argument("--max-side", type=int, help="longer side of the copy's images")
+    prepare.add_argument("--out", help="folder for the resized copy")
+    prepare.add_argument("--quality", type=int, default=90, help="JPEG quality (default 90)")
+    prepare.add_argument("--workers", type=int, help="processes (default: one per CPU)")
+    prepare.set_defaults(run=_prepare)
     # [further commands]
     return parser
 
