@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .options import check_head_options, check_optimisation_options
+
 METHOD_NAMES = ("simclr", "barlow_twins", "vicreg", "simsiam", "supcon", "relic", "supervised")
 BACKBONE_NAMES = ("small-cnn", "resnet18", "resnet50", "efficientnet_b0")
 OPTIMIZER_NAMES = ("sgd", "lars", "adam", "adamw")
@@ -87,8 +89,88 @@ class PretrainConfig:
     # [runtime options]
     # [augmentation options]
     # [head options]
+    projector_layers: int | None = field(
+        default=None, metadata={"help": "Linear layers in the projector (default: the method's)"}
+    )
+    projector_hidden_bn: bool | None = field(
+        default=None, metadata={"help": "batch norm after each hidden layer of the projector"}
+    )
+    projector_out_bn: str | None = field(
+        default=None, metadata={"help": "projector output batch norm: none, affine, nonaffine"}
+    )
+    projector_bias: bool | None = field(
+        default=None,
+        metadata={"help": "biases on the projector's Linear layers (default: unless a BN follows)"},
+    )
+    predictor_layers: int | None = field(
+        default=None, metadata={"help": "Linear layers in the predictor (default: the method's)"}
+    )
+    predictor_hidden_bn: bool | None = field(
+        default=None, metadata={"help": "batch norm after each hidden layer of the predictor"}
+    )
+    predictor_out_bn: str | None = field(
+        default=None, metadata={"help": "predictor output batch norm: none, affine, nonaffine"}
+    )
+    predictor_bias: bool | None = field(
+        default=None,
+        metadata={"help": "biases on the predictor's Linear layers (default: unless a BN follows)"},
+    )
     # [optimisation options]
+    schedule: str = field(
+        default="cosine", metadata={"help": "lr after warm-up: cosine, constant or step"}
+    )
+    schedule_interval: str = field(
+        default="step", metadata={"help": "the lr changes every step, or every epoch"}
+    )
+    warmup_steps: int | None = field(
+        default=None, metadata={"help": "warm-up length in steps; replaces warmup_epochs"}
+    )
+    warmup_start_lr: float | None = field(
+        default=None,
+        metadata={"help": "lr of the first warm-up step (default: lr / warm-up length)"},
+    )
+    warmup_ends_at_peak: bool = field(
+        default=True,
+        metadata={
+            "help": "the last warm-up step runs at lr (false: the first step after it, as "
+            "Hugging Face's schedules and SupContrast)"
+        },
+    )
+    lr_final: float | None = field(
+        default=None, metadata={"help": "lr the cosine ends at (absolute)"}
+    )
+    lr_final_ratio: float = field(
+        default=0.0, metadata={"help": "lr the cosine ends at, as a fraction of lr"}
+    )
+    cosine_cycles: float = field(
+        default=0.5,
+        metadata={"help": "cosine cycles over the decay: 0.5 ends at lr_final, 0.3 at 34.5%"},
+    )
+    lr_milestones: str | None = field(
+        default=None, metadata={"help": "schedule=step: comma-separated steps or epochs"}
+    )
+    lr_gamma: float = field(
+        default=0.1, metadata={"help": "schedule=step: lr factor at each milestone"}
+    )
+    exclude_bias_norm: bool = field(
+        default=True,
+        metadata={"help": "biases and norm parameters get no weight decay and no LARS scaling"},
+    )
+    lars_eta: float = field(default=0.02, metadata={"help": "LARS trust coefficient"})
+    lars_clip: bool = field(
+        default=False,
+        metadata={"help": "LARC form: η‖w‖/(‖g‖+wd‖w‖) as an lr, clipped at the base lr"},
+    )
+    adam_eps: float = field(default=1e-8, metadata={"help": "Adam/AdamW epsilon"})
+    zero_init_residual: bool = field(
+        default=False,
+        metadata={"help": "zero the last BN scale of each ResNet residual block (SimSiam)"},
+    )
     # [method options]
+    views_in_one_batch: bool = field(
+        default=False,
+        metadata={"help": "views of one size pass the backbone together (BN statistics over all)"},
+    )
     # [data options]
     # [evaluation options]
     # [backbone options]
@@ -143,7 +225,9 @@ class PretrainConfig:
         # [runtime checks]
         # [augmentation checks]
         # [head checks]
+        check_head_options(self)
         # [optimisation checks]
+        check_optimisation_options(self)
         # [method checks]
         # [data checks]
         # [evaluation checks]
