@@ -55,6 +55,25 @@ class _Parser(argparse.ArgumentParser):
         return namespace, extras
 
 
+class _Registry:
+    """argparse choices read from their one registry (`module`.`name`) only when used, so that
+    building the parser imports nothing heavy."""
+
+    def __init__(self, module: str, name: str) -> None:
+        self.module, self.name = module, name
+
+    def _names(self) -> tuple[str, ...]:
+        import importlib
+
+        return tuple(getattr(importlib.import_module(f"contrastkit.{self.module}"), self.name))
+
+    def __iter__(self):
+        return iter(self._names())
+
+    def __contains__(self, value: object) -> bool:
+        return value in self._names()
+
+
 def _fail(message: str, code: int = EXIT_BAD_INPUT) -> int:
     print(f"contrastkit: error: {_one_line(message)}", file=sys.stderr)
     return code
@@ -333,7 +352,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--checkpoint", required=True, help="a .ckpt, or random:<backbone>")
     evaluate.add_argument(
-        "--protocol", required=True, choices=("linear", "logreg", "knn", "finetune", "metrics")
+        "--protocol",
+        required=True,
+        choices=_Registry("eval", "PROTOCOLS"),
+        metavar="PROTOCOL",  # a metavar listing the choices would import them at once
+        help="an evaluation protocol (a wrong name lists the valid ones)",
     )
     evaluate.add_argument("--features", default="backbone", choices=("backbone", "projector"))
     evaluate.add_argument("--dataset")

@@ -112,3 +112,11 @@ def test_every_field_has_a_command_line_option() -> None:
     args = build_parser().parse_args(["pretrain", *options])
     assert all(getattr(args, name) == "x" for name in names)
     assert PretrainConfig().out == "runs/pretrain"
+
+
+def test_temperature_has_one_spelling_in_the_resolved_config() -> None:
+    """loss.temperature and loss_options' temperature land in `temperature`, later layers win."""
+    config = build_config([{"loss_options": {"temperature": 0.3}}, {"loss.temperature": "0.2"}])
+    assert config.temperature == 0.2 and "temperature" not in config.loss_options
+    assert config.loss_kwargs() == {"temperature": 0.2}
+    assert build_config([{"loss_options": {"temperature": 0.3}}]).temperature == 0.3

@@ -139,6 +139,8 @@ class Method(nn.Module):
         """Apply the step's schedules: the EMA momentum and the sigmoid loss's γ."""
         if self.target is not None:
             self._momentum = cosine_momentum(step, max(1, total_steps), base=self.ema_base)
+        if hasattr(self.criterion, "set_step"):  # schedules the loss owns
+            self.criterion.set_step(step)
         if self.gamma_decay_steps > 0 and hasattr(self.criterion, "gamma"):
             self.criterion.gamma = cosine_gamma(step, self.initial_gamma, self.gamma_decay_steps)
 

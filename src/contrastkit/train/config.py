@@ -17,9 +17,6 @@ from typing import Any
 
 from .options import check_head_options, check_optimisation_options
 
-METHOD_NAMES = ("simclr", "barlow_twins", "vicreg", "simsiam", "supcon", "relic", "supervised")
-BACKBONE_NAMES = ("small-cnn", "resnet18", "resnet50", "efficientnet_b0")
-OPTIMIZER_NAMES = ("sgd", "lars", "adam", "adamw")
 PRECISIONS = ("32", "bf16", "16")
 LOGGERS = ("csv", "tensorboard", "wandb")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
@@ -30,6 +27,24 @@ _SIZES = (  # optional sizes; None picks a default
     "projector_out_dim",
     "predictor_hidden_dim",
 )
+
+
+def __getattr__(name: str) -> tuple[str, ...]:
+    """METHOD_NAMES, BACKBONE_NAMES, OPTIMIZER_NAMES: read from their one registry when first
+    asked for (methods.spec, models.backbones, train.optim), which keeps this module light."""
+    if name == "METHOD_NAMES":
+        from ..methods.spec import METHODS
+
+        return tuple(METHODS)
+    if name == "BACKBONE_NAMES":
+        from ..models.backbones import BACKBONES
+
+        return BACKBONES
+    if name == "OPTIMIZER_NAMES":
+        from .optim import OPTIMIZERS
+
+        return OPTIMIZERS
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class ConfigError(ValueError):
@@ -180,15 +195,17 @@ class PretrainConfig:
         from ..data.datasets import DATASET_NAMES, FOLDER_DATASET_NAMES, canonical_name
         from ..losses import LOSS_MODULES
         from ..methods.spec import METHODS
+        from ..models.backbones import BACKBONES
+        from .optim import OPTIMIZERS
 
-        _choice("method", self.method, METHOD_NAMES)
+        _choice("method", self.method, METHODS)
         spec = METHODS[self.method]
         if self.loss is not None:
             _choice("loss", self.loss, spec.losses, f" for method {self.method}")
         dataset = canonical_name(self.dataset)
         _choice("dataset", dataset, DATASET_NAMES)
-        _choice("backbone", self.backbone, BACKBONE_NAMES)
-        _choice("optimizer", self.optimizer, OPTIMIZER_NAMES)
+        _choice("backbone", self.backbone, BACKBONES)
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("precision", self.precision, PRECISIONS)
         _choice("accelerator", self.accelerator, ACCELERATORS)
         for name in self.loggers.split(","):
@@ -383,10 +400,13 @@ def build_config(layers: Iterable[Mapping[str, Any]]) -> PretrainConfig:
     for layer in layers:
         for key, raw in layer.items():
             key = key.replace("-", "_")
+            if key == "loss.temperature":  # one spelling: the loss's temperature is `temperature`
+                key = "temperature"
             value = parse_value(key, raw)
             if key.startswith("loss."):
                 loss_options[key.removeprefix("loss.")] = value
             elif key == "loss_options":
+                values["temperature"] = value.pop("temperature", values.get("temperature"))
                 loss_options.update(value)
             else:
                 values[key] = value
