@@ -16,6 +16,7 @@ from .train.config import FIELDS, ConfigError, build_config, load_preset, parse_
 
 if TYPE_CHECKING:
     from .compare import CompareSpec
+    from .train.config import PretrainConfig
 
 EXIT_FAILURE = 1  # the input was valid but the run failed
 EXIT_BAD_INPUT = 2
@@ -116,6 +117,8 @@ def _pretrain(args: argparse.Namespace) -> int:
         layers.append({k: v for k, v in vars(args).items() if k in FIELDS and v is not None})
         layers.append(dict(parse_override(item) for item in args.overrides))
         config = build_config(layers)
+        if args.print_config:
+            return _print_config(config)
         from .train.run import pretrain
 
         result = pretrain(config)
@@ -129,6 +132,16 @@ def _pretrain(args: argparse.Namespace) -> int:
         print(f"checkpoint: {result.checkpoint}")
         for kind, folder in result.log_dirs.items():
             print(f"{kind} logs: {folder}")
+    return 0
+
+
+def _print_config(config: PretrainConfig) -> int:
+    """Print the fully resolved configuration as JSON; nothing is loaded or trained."""
+    import json
+
+    from .train.resolved import resolved_values
+
+    print(json.dumps(resolved_values(config), indent=2))
     return 0
 
 
@@ -318,6 +331,11 @@ def build_parser() -> argparse.ArgumentParser:
         "loss.<option>=value) overrides both.",
     )
     train.add_argument("--config", help="a YAML preset, e.g. configs/cifar100_dcl.yaml")
+    train.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the fully resolved configuration as JSON and exit, without training",
+    )
     _add_config_options(train)
     train.add_argument("overrides", nargs="*", metavar="key=value")
     train.set_defaults(run=_pretrain)
