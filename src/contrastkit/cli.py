@@ -330,7 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Pretrain an encoder. Options override --config; key=value (including "
         "loss.<option>=value) overrides both.",
     )
-    train.add_argument("--config", help="a YAML preset, e.g. configs/cifar100_dcl.yaml")
+    train.add_argument(
+        "--config", help="a YAML preset, e.g. src/contrastkit/presets/seed000/dhel.yaml"
+    )
     train.add_argument(
         "--print-config",
         action="store_true",

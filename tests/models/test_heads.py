@@ -229,3 +229,15 @@ def test_config_head_keys_reach_the_projector_and_predictor() -> None:
         ("linear", 8, 32, False),
         ("bn", 32, False),
     ]
+
+
+def test_the_word_none_turns_a_presets_output_bn_off_from_the_config() -> None:
+    """`projector_out_bn=none` is a value (no output BN), not "unset" like null."""
+    from contrastkit.train.config import build_config
+    from contrastkit.train.factory import method_from_config
+
+    config = build_config([{"method": "simsiam", "projector_out_bn": "none"}])
+    assert config.projector_out_bn == "none"
+    assert isinstance(method_from_config(config, 8, 1, 10).projector[-1], nn.Linear)
+    unset = build_config([{"method": "simsiam", "projector_out_bn": "null"}])
+    assert isinstance(method_from_config(unset, 8, 1, 10).projector[-1], nn.BatchNorm1d)

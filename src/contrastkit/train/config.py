@@ -111,7 +111,11 @@ class PretrainConfig:
         default=None, metadata={"help": "batch norm after each hidden layer of the projector"}
     )
     projector_out_bn: str | None = field(
-        default=None, metadata={"help": "projector output batch norm: none, affine, nonaffine"}
+        default=None,
+        metadata={
+            "help": "projector output batch norm: none, affine, nonaffine",
+            "none_is_a_value": True,
+        },
     )
     projector_bias: bool | None = field(
         default=None,
@@ -124,7 +128,11 @@ class PretrainConfig:
         default=None, metadata={"help": "batch norm after each hidden layer of the predictor"}
     )
     predictor_out_bn: str | None = field(
-        default=None, metadata={"help": "predictor output batch norm: none, affine, nonaffine"}
+        default=None,
+        metadata={
+            "help": "predictor output batch norm: none, affine, nonaffine",
+            "none_is_a_value": True,
+        },
     )
     predictor_bias: bool | None = field(
         default=None,
@@ -328,7 +336,9 @@ def parse_value(name: str, raw: Any) -> Any:
     if name not in FIELDS:
         raise ConfigError(f"unknown config key {name!r}; valid: {', '.join(FIELDS)}, loss.<option>")
     kind, optional = _field_type(name)
-    if raw is None or (isinstance(raw, str) and raw.lower() in ("none", "null")):
+    # "none" means unset, except where it is one of the field's values (an output BN of none).
+    unset_words = ("null",) if FIELDS[name].metadata.get("none_is_a_value") else ("none", "null")
+    if raw is None or (isinstance(raw, str) and raw.lower() in unset_words):
         if not optional:
             raise ConfigError(f"{name}=None: a value is required")
         return None
