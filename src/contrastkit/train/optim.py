@@ -208,11 +208,15 @@ def schedule_from_config(config: PretrainConfig, total_steps: int) -> tuple[LRSc
         warmup = config.warmup_steps
     else:
         warmup = round(config.warmup_epochs * total / config.epochs)
-    final = config.lr_final / config.lr if config.lr_final is not None and config.lr else None
+
+    def ratio(value: float | None) -> float | None:  # of the peak; lr 0 stays 0 throughout
+        return None if value is None else value / config.lr if config.lr else 0.0
+
+    final = ratio(config.lr_final)
     schedule = LRSchedule(
         total=total,
         warmup=warmup,
-        warmup_start=None if config.warmup_start_lr is None else config.warmup_start_lr / config.lr,
+        warmup_start=ratio(config.warmup_start_lr),
         ends_at_peak=config.warmup_ends_at_peak,
         kind=config.schedule,
         final_ratio=config.lr_final_ratio if final is None else final,
