@@ -56,12 +56,14 @@ def filtered_sigmoid_pairwise(
     return total / len(u)
 
 
-def nt_xent_multicrop(z: Tensor, temperature: float) -> Tensor:
+def nt_xent_multicrop(z: Tensor, temperature: float, labels: Tensor | None = None) -> Tensor:
     """solo-learn's manual_info_nce_sava over all crops (seed 002): for each crop and each other
-    crop of its image, −log(exp(s_p) / (exp(s_p) + Σ_negatives exp(s_n))); mean over the
-    positives of each crop, then over crops."""
+    crop of its image (with `labels`: of its label), −log(exp(s_p) / (exp(s_p) + Σ_negatives
+    exp(s_n))), negatives being the crops of other images (labels); mean over the positives of
+    each crop, then over crops."""
     n, views = z.shape[0], z.shape[1]
-    crops = [(_unit(z[i, k]), i) for k in range(views) for i in range(n)]
+    ids = list(range(n)) if labels is None else [int(x) for x in labels]
+    crops = [(_unit(z[i, k]), ids[i]) for k in range(views) for i in range(n)]
     terms = []
     for a, (anchor, image) in enumerate(crops):
         logits = [torch.dot(anchor, other) / temperature for other, _ in crops]

@@ -130,7 +130,7 @@ def test_method_reports_the_step_to_the_loss() -> None:
 @pytest.mark.parametrize("chunk_size", [None, 3])
 def test_multicrop_matches_solo_learns_loss_with_gradients(n: int, views: int, chunk_size) -> None:
     z = _z(n, views, 5, seed=n * views, requires_grad=True)
-    got = nt_xent_multicrop(z, 0.1, chunk_size=chunk_size)
+    got = nt_xent_multicrop(z, temperature=0.1, chunk_size=chunk_size)
     want = ref.nt_xent_multicrop(z, 0.1)
     close(got, want)
     close(torch.autograd.grad(got, z)[0], torch.autograd.grad(want, z)[0])
@@ -139,7 +139,7 @@ def test_multicrop_matches_solo_learns_loss_with_gradients(n: int, views: int, c
 
 def test_multicrop_with_two_views_is_nt_xent() -> None:
     z = _z(7, 2, 4, seed=9)
-    close(nt_xent_multicrop(z, 0.2), nt_xent(z[:, 0], z[:, 1], 0.2))
+    close(nt_xent_multicrop(z, temperature=0.2), nt_xent(z[:, 0], z[:, 1], 0.2))
 
 
 def test_multicrop_keeps_positives_out_of_each_others_denominators() -> None:
@@ -148,7 +148,21 @@ def test_multicrop_keeps_positives_out_of_each_others_denominators() -> None:
     n, views, tau = 3, 4, 0.5
     z = torch.eye(n, dtype=torch.float64)[:, None, :].repeat(1, views, 1)
     expected = math.log(1 + (n - 1) * views * math.exp(-1 / tau))
-    close(nt_xent_multicrop(z, tau), torch.tensor(expected, dtype=torch.float64))
+    close(nt_xent_multicrop(z, temperature=tau), torch.tensor(expected, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("views", [2, 4])
+def test_supervised_multicrop_matches_solo_learns_loss_with_gradients(views: int) -> None:
+    """--supervised: positives share the label, each pair's denominator holds the other labels."""
+    z = _z(6, views, 4, seed=11, requires_grad=True)
+    labels = torch.tensor([3, 1, 3, 0, 1, 3])
+    got = nt_xent_multicrop(z, labels, temperature=0.1)
+    want = ref.nt_xent_multicrop(z, 0.1, labels)
+    close(got, want)
+    close(torch.autograd.grad(got, z)[0], torch.autograd.grad(want, z)[0])
+    close(NTXentMulticropLoss(0.1)(z, labels), want)
+    distinct = torch.tensor([5, 4, 3, 2, 1, 0])
+    close(nt_xent_multicrop(z, distinct, temperature=0.1), nt_xent_multicrop(z, temperature=0.1))
 
 
 def test_multicrop_refuses_a_single_view() -> None:

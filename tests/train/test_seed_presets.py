@@ -162,7 +162,17 @@ EXPECTED: dict[str, dict] = {
         "views_in_one_batch": False,
         "probe_lr": 30.0,
     },
-    "seed002/supcon": {**SEED002, **SIMCLR_002_HEAD, "method": "supcon", "temperature": 0.1},
+    "seed002/supcon": {
+        **SEED002,
+        **SIMCLR_002_HEAD,
+        "method": "supcon",
+        "loss": "nt_xent_multicrop",
+        "temperature": 0.1,
+        "augment": "seed002_multicrop",
+        "n_global": 2,
+        "n_local": 6,
+        "local_size": 96,
+    },
     "seed003/stl10_simclr": {
         "method": "simclr",
         "loss": "nt_xent",

@@ -41,7 +41,9 @@ METHODS: dict[str, MethodSpec] = {
         MethodSpec("barlow_twins", ("barlow_twins",), "barlow_twins"),
         MethodSpec("vicreg", ("vicreg",), "vicreg"),
         MethodSpec("simsiam", ("simsiam",), "simsiam", "predictor", "simsiam_predictor"),
-        MethodSpec("supcon", ("supcon",), "supcon", "stacked", needs_labels=True),
+        MethodSpec(
+            "supcon", ("supcon", "nt_xent_multicrop"), "supcon", "stacked", needs_labels=True
+        ),
         MethodSpec("relic", ("sigmoid",), "sigmoid", "online_target"),
         MethodSpec("supervised", ("cross_entropy",), None, "classify", needs_labels=True),
     )
