@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING, NoReturn
 
 from . import __version__
 from .export import FORMATS
-from .train.config import CHOICES, FIELDS, ConfigError, build_config, load_preset, parse_override
+from .train.config import FIELDS, NAMED_KEYS, ConfigError, build_config, load_preset, parse_override
 
 if TYPE_CHECKING:
     from .compare import CompareSpec
+    from .train.config import PretrainConfig
 
 EXIT_FAILURE = 1  # the input was valid but the run failed
 EXIT_BAD_INPUT = 2
@@ -55,6 +56,25 @@ class _Parser(argparse.ArgumentParser):
             hint = f"did you mean {close[0]}?" if close else f"valid: {', '.join(options)}"
             self.error(f"unrecognized arguments: {' '.join(extras)}; {hint}")
         return namespace, extras
+
+
+class _Registry:
+    """argparse choices read from their one registry (`module`.`name`) only when used, so that
+    building the parser imports nothing heavy."""
+
+    def __init__(self, module: str, name: str) -> None:
+        self.module, self.name = module, name
+
+    def _names(self) -> tuple[str, ...]:
+        import importlib
+
+        return tuple(getattr(importlib.import_module(f"contrastkit.{self.module}"), self.name))
+
+    def __iter__(self):
+        return iter(self._names())
+
+    def __contains__(self, value: object) -> bool:
+        return value in self._names()
 
 
 def _fail(message: str, code: int = EXIT_BAD_INPUT) -> int:
@@ -99,6 +119,8 @@ def _pretrain(args: argparse.Namespace) -> int:
         layers.append({k: v for k, v in vars(args).items() if k in FIELDS and v is not None})
         layers.append(dict(parse_override(item) for item in args.overrides))
         config = build_config(layers)
+        if args.print_config:
+            return _print_config(config)
         from .train.run import pretrain
 
         result = pretrain(config)
@@ -112,6 +134,16 @@ def _pretrain(args: argparse.Namespace) -> int:
         print(f"checkpoint: {result.checkpoint}")
         for kind, folder in result.log_dirs.items():
             print(f"{kind} logs: {folder}")
+    return 0
+
+
+def _print_config(config: PretrainConfig) -> int:
+    """Print the fully resolved configuration as JSON; nothing is loaded or trained."""
+    import json
+
+    from .train.resolved import resolved_values
+
+    print(json.dumps(resolved_values(config), indent=2))
     return 0
 
 
@@ -307,22 +339,26 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
         bool_form = {"nargs": "?", "const": "true", "metavar": "BOOL"}
         form = bool_form if field.type == "bool" else {"metavar": name.upper()}
         action = parser.add_argument(flag, default=None, help=_option_help(name, field), **form)
-        action.names = _DatasetNames() if name == "dataset" else ", ".join(CHOICES.get(name, ()))
+        action.names = _Choices(name)
 
 
-class _DatasetNames:
-    """The dataset names, imported only when --help prints them (the import takes seconds)."""
+class _Choices:
+    """A key's valid names, read from their registry only when --help prints them (the
+    registries import torch, which takes seconds)."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
 
     def __str__(self) -> str:
-        from .data.datasets import DATASET_NAMES
+        from .train.config import choices
 
-        return ", ".join(DATASET_NAMES)
+        return ", ".join(choices(self.key))
 
 
 def _option_help(name: str, field: dataclasses.Field) -> str:
     """`what it does (choices: ...; default: ...)` in argparse's %-format; `%(names)s` is the
     option's `names` attribute, the choices."""
-    parts = ["choices: %(names)s"] if name in CHOICES or name == "dataset" else []
+    parts = ["choices: %(names)s"] if name in NAMED_KEYS else []
     default = field.default_factory() if field.default is dataclasses.MISSING else field.default
     parts.append(f"default: {default}".replace("%", "%%"))
     return f"{field.metadata['help'].replace('%', '%%')} ({'; '.join(parts)})"
@@ -346,7 +382,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--config",
-        help="a preset name (e.g. cifar100_dhel, seed000/dhel) or a YAML file path",
+        help="a preset name (e.g. seed000/dhel) or a YAML file path",
+    )
+    train.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the fully resolved configuration as JSON and exit, without training",
     )
     _add_config_options(train)
     train.add_argument(
@@ -387,7 +428,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--checkpoint", required=True, help="a .ckpt, or random:<backbone>")
     evaluate.add_argument(
-        "--protocol", required=True, choices=("linear", "logreg", "knn", "finetune", "metrics")
+        "--protocol",
+        required=True,
+        choices=_Registry("eval", "PROTOCOLS"),
+        metavar="PROTOCOL",  # a metavar listing the choices would import them at once
+        help="an evaluation protocol (a wrong name lists the valid ones)",
     )
     evaluate.add_argument("--features", default="backbone", choices=("backbone", "projector"))
     evaluate.add_argument("--dataset")

@@ -9,10 +9,11 @@ import pytest
 
 from contrastkit import cli, presets
 from contrastkit.train.config import (
-    CHOICES,
     FIELDS,
+    NAMED_KEYS,
     ConfigError,
     build_config,
+    choices,
     find_preset,
     load_preset,
 )
@@ -41,9 +42,9 @@ def test_every_pretrain_option_has_help_choices_and_its_default(
         assert metavar_dropped.strip(), f"--{name} has no help"
         default = field.default
         assert f"default: {default})" in entry, (name, entry)
-        for choice in CHOICES.get(name, ()):
+        for choice in choices(name) if name in NAMED_KEYS else ():
             assert choice in entry.split("choices:")[1], (name, choice)
-    assert set(entries) == {"-h,", "--config"}  # no option left without a field
+    assert set(entries) == {"-h,", "--config", "--print-config"}  # no option left without a field
 
 
 def test_dataset_option_lists_the_dataset_names(capsys: pytest.CaptureFixture[str]) -> None:
@@ -56,11 +57,11 @@ def test_dataset_option_lists_the_dataset_names(capsys: pytest.CaptureFixture[st
 
 
 def test_config_finds_a_shipped_preset_by_name() -> None:
-    shipped = Path(presets.__file__).parent / "cifar100_dhel.yaml"
-    assert find_preset("cifar100_dhel") == shipped
-    assert find_preset("cifar100_dhel.yaml") == shipped
-    assert load_preset("cifar100_dhel")["loss"] == "dhel"
-    assert "cifar100_dhel" in presets.preset_names()
+    shipped = Path(presets.__file__).parent / "seed000/dhel.yaml"
+    assert find_preset("seed000/dhel") == shipped
+    assert find_preset("seed000/dhel.yaml") == shipped
+    assert load_preset("seed000/dhel")["loss"] == "dhel"
+    assert "seed000/dhel" in presets.preset_names()
 
 
 def test_config_finds_presets_in_subfolders(
@@ -83,19 +84,20 @@ def test_config_finds_presets_in_subfolders(
 def test_a_file_path_wins_over_a_preset_name(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    (tmp_path / "cifar100_dhel.yaml").write_text("epochs: 3\n")
+    (tmp_path / "seed000").mkdir()
+    (tmp_path / "seed000/dhel.yaml").write_text("epochs: 3\n")
     monkeypatch.chdir(tmp_path)
-    assert load_preset("cifar100_dhel.yaml") == {"epochs": 3}
-    assert load_preset("cifar100_dhel")["loss"] == "dhel"  # no file of that exact name
+    assert load_preset("seed000/dhel.yaml") == {"epochs": 3}
+    assert load_preset("seed000/dhel")["loss"] == "dhel"  # no file of that exact name
 
 
 def test_unknown_preset_is_one_line_naming_the_closest(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    assert cli.main(["pretrain", "--config", "cifar100_dhell"]) == 2
+    assert cli.main(["pretrain", "--config", "seed000/dhell"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1
-    assert "'cifar100_dhell'" in err and "cifar100_dhel" in err.split("closest presets:")[1]
+    assert "'seed000/dhell'" in err and "seed000/dhel" in err.split("closest presets:")[1]
 
 
 def test_gpu_presets_say_precision_auto_and_resolve_to_32_on_a_cpu() -> None:
@@ -104,7 +106,7 @@ def test_gpu_presets_say_precision_auto_and_resolve_to_32_on_a_cpu() -> None:
     for name in presets.preset_names():
         raw = load_preset(name)
         assert raw.get("precision", "auto") == "auto", name
-    config = build_config([load_preset("cifar100_dhel"), {"accelerator": "cpu"}])
+    config = build_config([load_preset("seed000/dhel"), {"accelerator": "cpu"}])
     assert config.precision == "auto"
     assert _precision(config) == "32"
     config.accelerator = "gpu"

@@ -92,6 +92,21 @@ CASES: dict[str, Case] = {
         rows=("zv",),
         fixed=("labels",),
     ),
+    "nt_xent_multicrop": Case(lambda b, g: L.nt_xent_multicrop(b["zc"], gather=g), rows=("zc",)),
+    "nt_xent_multicrop_chunked": Case(
+        lambda b, g: L.nt_xent_multicrop(b["zc"], gather=g, chunk_size=3), rows=("zc",)
+    ),
+    "nt_xent_multicrop_labels": Case(
+        lambda b, g: L.nt_xent_multicrop(b["zc"], b["labels"], gather=g),
+        rows=("zc",),
+        fixed=("labels",),
+    ),
+    "sigmoid_filtered": Case(
+        lambda b, g: L.sigmoid(
+            b["z1"], b["z2"], b["scale"], b["bias"], gamma=1.0, gather=g, filter_threshold=0.3
+        ),
+        params=("scale", "bias"),
+    ),
     "alignment": Case(lambda b, g: L.alignment(b["z1"], b["z2"], gather=g)),
     "uniformity": Case(lambda b, g: L.uniformity(b["z1"], gather=g), rows=("z1",)),
 }
@@ -111,6 +126,7 @@ def full_batch() -> Batch:
         "p1": randn(n, DIM),
         "p2": randn(n, DIM),
         "zv": randn(n, VIEWS, DIM),
+        "zc": randn(n, 4, DIM),  # multi-crop: four crops per image
         "labels": LABELS.clone(),
         "scale": torch.tensor(5.0, dtype=torch.float64),
         "bias": torch.tensor(-3.0, dtype=torch.float64),

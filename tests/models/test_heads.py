@@ -138,3 +138,106 @@ def test_bad_dimensions_are_rejected(kwargs: dict[str, int], value: str) -> None
     arguments = {"in_dim": 8, "hidden_dim": 16, "out_dim": 4} | kwargs
     with pytest.raises(ValueError, match=value):
         projection_mlp(**arguments)
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        # Seed 000's projector: BN + ReLU on the hidden layers and an affine BN on the output.
+        (
+            {"num_layers": 3, "hidden_dim": 2048, "out_dim": 2048, "out_bn": "affine"},
+            [
+                *hidden(512, 2048),
+                *hidden(2048, 2048),
+                ("linear", 2048, 2048, False),
+                ("bn", 2048, True),
+            ],
+        ),
+        # Seed 002's SimCLR projector: Linear-ReLU-Linear with biases, no BN.
+        (
+            {"hidden_dim": 2048, "out_dim": 128, "batch_norm": False},
+            [("linear", 512, 2048, True), ("relu",), ("linear", 2048, 128, True)],
+        ),
+        # Seed 004's projector: no bias anywhere, BN on the hidden layer only.
+        (
+            {"hidden_dim": 512, "out_dim": 64, "bias": False},
+            [*hidden(512, 512), ("linear", 512, 64, False)],
+        ),
+        # solo-learn keeps Linear biases before its BNs.
+        (
+            {"num_layers": 2, "out_bn": "nonaffine", "bias": True},
+            [
+                ("linear", 512, 2048, True),
+                ("bn", 2048, True),
+                ("relu",),
+                ("linear", 2048, 128, True),
+                ("bn", 128, False),
+            ],
+        ),
+        ({"num_layers": 1, "out_dim": 32}, [("linear", 512, 32, True)]),
+    ],
+)
+def test_head_options_build_the_layers_they_name(options: dict, expected: list[Layer]) -> None:
+    with torch.device("meta"):
+        head = head_preset("simclr", 512, **options)
+    assert layout(head) == expected
+
+
+def test_out_bn_none_removes_a_presets_output_bn_and_bad_values_are_refused() -> None:
+    with torch.device("meta"):
+        head = head_preset("simsiam", 512, out_bn="none")
+    assert layout(head)[-1] == ("linear", 2048, 2048, True)
+    with pytest.raises(ValueError, match="'batch'"):
+        projection_mlp(8, 16, 4, num_layers=2, out_bn="batch")
+
+
+def test_config_head_keys_reach_the_projector_and_predictor() -> None:
+    """Every projector_* / predictor_* key changes the built method's heads."""
+    from contrastkit.train.config import build_config
+    from contrastkit.train.factory import method_from_config
+
+    config = build_config(
+        [
+            {
+                "method": "simsiam",
+                "projector_layers": 2,
+                "projector_hidden_dim": 64,
+                "projector_out_dim": 32,
+                "projector_hidden_bn": False,
+                "projector_out_bn": "affine",
+                "projector_bias": True,
+                "predictor_layers": 3,
+                "predictor_hidden_dim": 8,
+                "predictor_hidden_bn": False,
+                "predictor_out_bn": "nonaffine",
+                "predictor_bias": False,
+            }
+        ]
+    )
+    method = method_from_config(config, 8, 1, 10)
+    assert layout(method.projector) == [
+        ("linear", 256, 64, True),
+        ("relu",),
+        ("linear", 64, 32, True),
+        ("bn", 32, True),
+    ]
+    assert layout(method.predictor) == [
+        ("linear", 32, 8, False),
+        ("relu",),
+        ("linear", 8, 8, False),
+        ("relu",),
+        ("linear", 8, 32, False),
+        ("bn", 32, False),
+    ]
+
+
+def test_the_word_none_turns_a_presets_output_bn_off_from_the_config() -> None:
+    """`projector_out_bn=none` is a value (no output BN), not "unset" like null."""
+    from contrastkit.train.config import build_config
+    from contrastkit.train.factory import method_from_config
+
+    config = build_config([{"method": "simsiam", "projector_out_bn": "none"}])
+    assert config.projector_out_bn == "none"
+    assert isinstance(method_from_config(config, 8, 1, 10).projector[-1], nn.Linear)
+    unset = build_config([{"method": "simsiam", "projector_out_bn": "null"}])
+    assert isinstance(method_from_config(unset, 8, 1, 10).projector[-1], nn.BatchNorm1d)

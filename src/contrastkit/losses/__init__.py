@@ -10,6 +10,7 @@ from .decoupled import DCLLoss, DCLSymmetricLoss, DCLWLoss, dcl, dcl_symmetric, 
 from .geometry import AlignmentLoss, UniformityLoss, alignment, uniformity
 from .hyperspherical import DHELLoss, KCLLoss, dhel, kcl
 from .infonce import InfoNCELoss, NTXentLoss, info_nce, nt_xent
+from .multicrop import NTXentMulticropLoss, nt_xent_multicrop
 from .sigmoid import SigmoidLoss, cosine_gamma, sigmoid, sigmoid_terms
 from .simsiam import SimSiamLoss, simsiam
 from .supcon import SupConLoss, supcon
@@ -21,6 +22,7 @@ LOSS_FUNCTIONS = {
     for fn in (
         info_nce,
         nt_xent,
+        nt_xent_multicrop,
         dcl,
         dcl_symmetric,
         dclw,
@@ -40,6 +42,7 @@ LOSS_FUNCTIONS = {
 LOSS_MODULES = {
     "info_nce": InfoNCELoss,
     "nt_xent": NTXentLoss,
+    "nt_xent_multicrop": NTXentMulticropLoss,
     "dcl": DCLLoss,
     "dcl_symmetric": DCLSymmetricLoss,
     "dclw": DCLWLoss,
@@ -64,6 +67,7 @@ __all__ = [
     "InfoNCELoss",
     "KCLLoss",
     "NTXentLoss",
+    "NTXentMulticropLoss",
     "SigmoidLoss",
     "SimSiamLoss",
     "SupConLoss",
@@ -80,6 +84,7 @@ __all__ = [
     "info_nce",
     "kcl",
     "nt_xent",
+    "nt_xent_multicrop",
     "sigmoid",
     "sigmoid_terms",
     "simsiam",

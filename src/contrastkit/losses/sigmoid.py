@@ -33,6 +33,7 @@ def sigmoid_terms(
     with_kl: bool = True,
     gather: bool = True,
     chunk_size: int | None = None,
+    filter_threshold: float | None = None,
 ) -> dict[str, Tensor]:
     """Unweighted terms: the modulated pairwise term (`pairwise`) and the KL invariance (`kl`,
     only when `with_kl`, since it costs two more softmaxes over the logits).
@@ -42,17 +43,27 @@ def sigmoid_terms(
     Q = softmax(logitsᵀ, dim=1). Rows are local anchors, columns span all ranks. Both are sums
     over rows and always run in blocks of rows (_PairwiseSum, _KLSum), in memory linear in the
     batch; `chunk_size=k` sets the block to k rows.
+
+    `filter_threshold=c` is the seed's penalty filtering: pairwise = −(1/N) Σ_{ij kept}
+    log σ(y_ij·logits_ij), unmodulated, over the positive pairs and the negative pairs whose
+    modulation (1 − p_ij)^γ exceeds c.
     """
     check_pair(z1, z2)
     check_positive("scale", scale)
     check_non_negative("gamma", gamma)
     check_chunk_size(chunk_size)
+    if filter_threshold is not None:
+        check_non_negative("filter_threshold", filter_threshold)
     u, v = normalize(z1), normalize(z2)
     v_all = gather_rows(v, gather)
     own = own_columns(u.shape[0], u.device, gather)
     scale, bias = (torch.as_tensor(x, dtype=u.dtype, device=u.device) for x in (scale, bias))
     step = block_rows(u.shape[0], v_all.shape[0], chunk_size)
-    terms = {"pairwise": _PairwiseSum.apply(u, v_all, own, scale, bias, float(gamma), step)}
+    terms = {
+        "pairwise": _PairwiseSum.apply(
+            u, v_all, own, scale, bias, float(gamma), step, filter_threshold
+        )
+    }
     if with_kl:
         terms["kl"] = _KLSum.apply(u, v, gather_rows(u, gather), v_all, scale, bias, step)
     return {name: total / u.shape[0] for name, total in terms.items()}
@@ -64,6 +75,12 @@ def _signed_logits(
     """t = y·(scale·u·vᵀ + bias) into `out`: the logits, negated except at each row's positive."""
     torch.mm(u, v_all.T, out=out).mul_(-scale).sub_(bias)
     return _negate_positives(out, own)
+
+
+def _kept_pairs(t: Tensor, own: Tensor, gamma: float, threshold: float) -> Tensor:
+    """Penalty filtering's mask: each row's positive, and the pairs with σ(−t)^γ > threshold."""
+    kept = torch.exp(gamma * F.logsigmoid(-t)) > threshold
+    return kept.scatter_(1, own[:, None], True)
 
 
 def _negate_positives(m: Tensor, own: Tensor) -> Tensor:
@@ -78,11 +95,13 @@ class _PairwiseSum(torch.autograd.Function):
     Autograd on the formula keeps about ten N×N temporaries (signs, log-sigmoids, modulation and
     their gradients). Here each block of rows is computed in one buffer and recomputed in the
     backward, where ∂f/∂t = −σ(−t)^γ·(σ(−t) − γ·σ(t)·log σ(t)) needs only the block itself; the
-    scale's gradient Σ_ij E_ij·u_i·v_j is read off the product E·v already made for u's.
+    scale's gradient Σ_ij E_ij·u_i·v_j is read off the product E·v already made for u's. With a
+    `threshold` (penalty filtering) f(t) = −m·log σ(t), m the 0/1 mask of kept pairs, and
+    ∂f/∂t = −m·σ(−t).
     """
 
     @staticmethod
-    def forward(ctx, u, v_all, own, scale, bias, gamma: float, step: int):  # type: ignore[override]
+    def forward(ctx, u, v_all, own, scale, bias, gamma: float, step: int, threshold):  # type: ignore[override]
         total = u.new_zeros(())
         buffer = u.new_empty(min(step, u.shape[0]), v_all.shape[0])
         for start in range(0, u.shape[0], step):
@@ -91,10 +110,12 @@ class _PairwiseSum(torch.autograd.Function):
                 u[start:stop], v_all, own[start:stop], scale, bias, buffer[: stop - start]
             )
             log_p = F.logsigmoid(t)
-            if gamma:
+            if threshold is not None:
+                log_p.mul_(_kept_pairs(t, own[start:stop], gamma, threshold))
+            elif gamma:
                 log_p.mul_(torch.exp(gamma * F.logsigmoid(-t)))
             total -= log_p.sum()
-        ctx.gamma, ctx.step = gamma, step
+        ctx.gamma, ctx.step, ctx.threshold = gamma, step, threshold
         ctx.save_for_backward(u, v_all, own, scale, bias)
         return total
 
@@ -112,7 +133,12 @@ class _PairwiseSum(torch.autograd.Function):
             rows = u[start:stop]
             t = _signed_logits(rows, v_all, own[start:stop], scale, bias, buffer[: stop - start])
             # E = ∂f/∂logits = −y·slope(t), the slope −∂f/∂t ≥ 0: +slope off the positive pairs.
-            e = _negate_positives(_slope(t, ctx.gamma), own[start:stop])
+            if ctx.threshold is None:
+                slope = _slope(t, ctx.gamma)
+            else:
+                kept = _kept_pairs(t, own[start:stop], ctx.gamma, ctx.threshold)
+                slope = _slope(t, 0.0).mul_(kept)
+            e = _negate_positives(slope, own[start:stop])
             e_v = e @ v_all
             grad_scale += (e_v * rows).sum()
             grad_bias += e.sum()
@@ -126,6 +152,7 @@ class _PairwiseSum(torch.autograd.Function):
             None,
             grad_scale * grad if need_scale else None,
             grad_bias * grad if need_bias else None,
+            None,
             None,
             None,
         )
@@ -221,11 +248,20 @@ def sigmoid(
     kl_weight: float = 0.0,
     gather: bool = True,
     chunk_size: int | None = None,
+    filter_threshold: float | None = None,
 ) -> Tensor:
     """pairwise + kl_weight·kl (see :func:`sigmoid_terms`); γ=0, kl_weight=0 is SigLIP exactly."""
     check_non_negative("kl_weight", kl_weight)
     terms = sigmoid_terms(
-        z1, z2, scale, bias, gamma, kl_weight > 0, gather=gather, chunk_size=chunk_size
+        z1,
+        z2,
+        scale,
+        bias,
+        gamma,
+        kl_weight > 0,
+        gather=gather,
+        chunk_size=chunk_size,
+        filter_threshold=filter_threshold,
     )
     return _weighted(terms, kl_weight)
 
@@ -250,8 +286,14 @@ class SigmoidLoss(nn.Module):
     """Sigmoid loss with learnable temperature and bias, SigLIP's initialisation.
 
     The scale is stored as its logarithm (init log 10) so it stays positive; the bias starts at
-    −10 so the many negatives do not dominate the first steps. `gamma` may be changed between
-    calls (a schedule); `components` holds the last call's unweighted terms and the scale/bias.
+    −10 so the many negatives do not dominate the first steps. `max_scale` caps the scale
+    (exp(log scale) clamped, the sigmoid seed's `max_tau` 5, through which no gradient flows
+    while capped). `gamma` may be changed between calls (a schedule); `components` holds the
+    last call's unweighted terms and the scale/bias.
+
+    `penalty_filtering` is the seed's option: once `set_step` has reported a step past
+    `filtering_warmup_steps`, the pairwise term keeps only the positives and the negatives whose
+    modulation exceeds `filtering_threshold` (see :func:`sigmoid_terms`).
     """
 
     def __init__(
@@ -263,9 +305,17 @@ class SigmoidLoss(nn.Module):
         learnable: bool = True,
         gather: bool = True,
         chunk_size: int | None = None,
+        max_scale: float | None = None,
+        penalty_filtering: bool = False,
+        filtering_threshold: float = 0.05,
+        filtering_warmup_steps: int = 5000,
     ):
         super().__init__()
         check_positive("init_scale", init_scale)
+        if max_scale is not None:
+            check_positive("max_scale", max_scale)
+        check_non_negative("filtering_threshold", filtering_threshold)
+        check_non_negative("filtering_warmup_steps", filtering_warmup_steps)
         check_chunk_size(chunk_size)
         check_non_negative("gamma", gamma)
         check_non_negative("kl_weight", kl_weight)
@@ -274,11 +324,21 @@ class SigmoidLoss(nn.Module):
         self.log_scale = nn.Parameter(log_scale, requires_grad=learnable)
         self.bias = nn.Parameter(bias, requires_grad=learnable)
         self.gamma, self.kl_weight, self.gather = gamma, kl_weight, gather
-        self.chunk_size = chunk_size
+        self.chunk_size, self.max_scale = chunk_size, max_scale
+        self.penalty_filtering, self.filtering_threshold = penalty_filtering, filtering_threshold
+        self.filtering_warmup_steps = filtering_warmup_steps
+        self.step = 0
         self.components: dict[str, Tensor] = {}
+
+    def set_step(self, step: int) -> None:
+        """The optimiser step about to run, for penalty filtering's warm-up."""
+        self.step = step
 
     def forward(self, z1: Tensor, z2: Tensor) -> Tensor:
         scale = self.log_scale.exp()
+        if self.max_scale is not None:
+            scale = scale.clamp(max=self.max_scale)
+        filtering = self.penalty_filtering and self.step > self.filtering_warmup_steps
         terms = sigmoid_terms(
             z1,
             z2,
@@ -288,6 +348,7 @@ class SigmoidLoss(nn.Module):
             with_kl=self.kl_weight > 0,
             gather=self.gather,
             chunk_size=self.chunk_size,
+            filter_threshold=self.filtering_threshold if filtering else None,
         )
         self.components = {k: v.detach() for k, v in terms.items()}
         self.components.update(scale=scale.detach(), bias=self.bias.detach())

@@ -18,13 +18,15 @@ def supcon(
     temperature: float = 0.1,
     gather: bool = True,
     chunk_size: int | None = None,
+    base_temperature: float | None = None,
 ) -> Tensor:
     """L_out over all N·V anchors: −1/|P(i)| Σ_{p∈P(i)} log softmax_{a≠i}(z_i·z_a/τ)[p].
 
     Positives are the other views of the sample and of every sample with the same label;
     `labels=None` keeps only the other views, which for V=2 is NT-Xent. The mean runs over the
     anchors that have at least one positive. `chunk_size=k` computes the logits k rows at a
-    time, in memory linear in the batch.
+    time, in memory linear in the batch. `base_temperature` multiplies the loss by
+    τ/base_temperature as HobbitLong/SupContrast does (its default 0.07); None means τ, no factor.
     """
     if not isinstance(z, Tensor) or z.ndim != 3:
         shape = tuple(z.shape) if isinstance(z, Tensor) else type(z).__name__
@@ -37,6 +39,8 @@ def supcon(
         )
     check_embeddings(z[:, 0], "z")
     check_positive("temperature", temperature)
+    if base_temperature is not None:
+        check_positive("base_temperature", base_temperature)
     if labels is not None and (labels.ndim != 1 or labels.shape[0] != n):
         raise ValueError(f"labels must have shape ({n},) to match z, got {tuple(labels.shape)}")
 
@@ -60,7 +64,8 @@ def supcon(
     positive_sum = (anchors.double() * others).sum(dim=1).to(anchors.dtype)
     has_positive = positive_count > 0
     per_anchor = lse - positive_sum / temperature / positive_count.clamp_min(1)
-    return _mean_over_global_anchors(per_anchor[has_positive], has_positive.sum(), gather)
+    loss = _mean_over_global_anchors(per_anchor[has_positive], has_positive.sum(), gather)
+    return loss if base_temperature is None else loss * (temperature / base_temperature)
 
 
 def _mean_over_global_anchors(values: Tensor, local_count: Tensor, gather: bool) -> Tensor:
@@ -80,12 +85,21 @@ class SupConLoss(nn.Module):
     """Module form of :func:`supcon`."""
 
     def __init__(
-        self, temperature: float = 0.1, gather: bool = True, chunk_size: int | None = None
+        self,
+        temperature: float = 0.1,
+        gather: bool = True,
+        chunk_size: int | None = None,
+        base_temperature: float | None = None,
     ):
         super().__init__()
         check_positive("temperature", temperature)
+        if base_temperature is not None:
+            check_positive("base_temperature", base_temperature)
         check_chunk_size(chunk_size)
         self.temperature, self.gather, self.chunk_size = temperature, gather, chunk_size
+        self.base_temperature = base_temperature
 
     def forward(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
-        return supcon(z, labels, self.temperature, self.gather, self.chunk_size)
+        return supcon(
+            z, labels, self.temperature, self.gather, self.chunk_size, self.base_temperature
+        )

@@ -82,6 +82,10 @@ class Method(nn.Module):
     gradient caching calls the two halves itself.
     """
 
+    views_in_one_batch: bool = False
+    """Whether `embed` passes the views of one size through the backbone and heads as one batch,
+    so batch norm's statistics span all of them (solo-learn, SupContrast), not one view each."""
+
     def __init__(
         self,
         spec: MethodSpec,
@@ -135,6 +139,8 @@ class Method(nn.Module):
         """Apply the step's schedules: the EMA momentum and the sigmoid loss's γ."""
         if self.target is not None:
             self._momentum = cosine_momentum(step, max(1, total_steps), base=self.ema_base)
+        if hasattr(self.criterion, "set_step"):  # schedules the loss owns
+            self.criterion.set_step(step)
         if self.gamma_decay_steps > 0 and hasattr(self.criterion, "gamma"):
             self.criterion.gamma = cosine_gamma(step, self.initial_gamma, self.gamma_decay_steps)
 
@@ -157,11 +163,14 @@ class Method(nn.Module):
         may be embedded in micro-batches (gradient caching). `with_targets=False` skips the
         target, for a re-forward whose targets are already known.
         """
-        features = [self.backbone(v) for v in views]
+        groups = (
+            _size_groups(views) if self.views_in_one_batch else [[i] for i in range(len(views))]
+        )
+        features = _in_groups(self.backbone, views, groups)
         if self.classifier is not None:
             return Embeddings(features[0], [], logits=self.classifier(features[0]))
-        z = [self.projector(h) for h in features]
-        p = [self.predictor(zi) for zi in z] if self.predictor is not None else None
+        z = _in_groups(self.projector, features, groups)
+        p = _in_groups(self.predictor, z, groups) if self.predictor is not None else None
         targets = None
         if self.target is not None and with_targets:
             with torch.no_grad():
@@ -229,6 +238,27 @@ class Method(nn.Module):
                 }
             )
         return groups
+
+
+def _size_groups(views: Sequence[Tensor]) -> list[list[int]]:
+    """Indices of the views, grouped by shape (global crops, local crops)."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for index, view in enumerate(views):
+        groups.setdefault(tuple(view.shape), []).append(index)
+    return list(groups.values())
+
+
+def _in_groups(network: nn.Module, inputs: Sequence[Tensor], groups: list[list[int]]) -> list:
+    """`network` on each input, one call per group of inputs joined along the batch."""
+    outputs: list[Tensor] = list(inputs)
+    for indices in groups:
+        if len(indices) == 1:
+            outputs[indices[0]] = network(inputs[indices[0]])
+            continue
+        joined = network(torch.cat([inputs[i] for i in indices]))
+        for i, part in zip(indices, joined.chunk(len(indices)), strict=True):
+            outputs[i] = part
+    return outputs
 
 
 def _out_dim(head: nn.Module) -> int:

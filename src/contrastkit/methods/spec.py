@@ -16,8 +16,9 @@ class MethodSpec:
 
     `pairing` says which views meet: `pairs` (loss on pairs of projections), `predictor`
     (SimSiam: each view's prediction against the other's projection), `stacked` (all views at
-    once, SupCon), `online_target` (online views against an EMA target's global views, ReLIC),
-    `classify` (supervised cross-entropy on the first view, the baseline).
+    once: SupCon, and multi-crop SimCLR with every crop in one matrix), `online_target`
+    (online views against an EMA target's global views, ReLIC), `classify` (supervised
+    cross-entropy on the first view, the baseline).
     """
 
     name: str
@@ -36,10 +37,13 @@ METHODS: dict[str, MethodSpec] = {
     spec.name: spec
     for spec in (
         MethodSpec("simclr", CONTRASTIVE_LOSSES, "simclr"),
+        MethodSpec("simclr_multicrop", ("nt_xent_multicrop",), "simclr", "stacked"),
         MethodSpec("barlow_twins", ("barlow_twins",), "barlow_twins"),
         MethodSpec("vicreg", ("vicreg",), "vicreg"),
         MethodSpec("simsiam", ("simsiam",), "simsiam", "predictor", "simsiam_predictor"),
-        MethodSpec("supcon", ("supcon",), "supcon", "stacked", needs_labels=True),
+        MethodSpec(
+            "supcon", ("supcon", "nt_xent_multicrop"), "supcon", "stacked", needs_labels=True
+        ),
         MethodSpec("relic", ("sigmoid",), "sigmoid", "online_target"),
         MethodSpec("supervised", ("cross_entropy",), None, "classify", needs_labels=True),
     )

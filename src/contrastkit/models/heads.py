@@ -24,6 +24,9 @@ from dataclasses import dataclass, replace
 
 from torch import nn
 
+OUT_BN = ("none", "affine", "nonaffine")
+"""Output batch norm of a head: none, with a learnt scale and shift, or standardisation only."""
+
 
 def projection_mlp(
     in_dim: int,
@@ -32,29 +35,36 @@ def projection_mlp(
     num_layers: int,
     batch_norm: bool = True,
     last_bn: bool = False,
+    out_bn: str | None = None,
+    bias: bool | None = None,
 ) -> nn.Sequential:
     """An MLP of `num_layers` Linear layers: hidden ones [-BN]-ReLU, the last one bare.
 
-    `last_bn` adds an affine-free BatchNorm1d on the output (SimSiam, MoCo v3). A Linear layer
-    followed by BN has no bias, which the BN would cancel. `hidden_dim` is unused when
-    `num_layers` is 1.
+    `out_bn` ("none", "affine", "nonaffine") puts a BatchNorm1d on the output; `last_bn=True` is
+    the older spelling of "nonaffine" (SimSiam, MoCo v3). `bias=None` gives a Linear layer a bias
+    unless a BN follows it, which would cancel it; True or False sets every Linear layer's bias
+    (solo-learn keeps them before BN, the sigmoid seed drops them everywhere). `hidden_dim` is
+    unused when `num_layers` is 1.
     """
     if num_layers < 1:
         raise ValueError(f"num_layers must be at least 1, got {num_layers}")
     for label, dim in (("in_dim", in_dim), ("hidden_dim", hidden_dim), ("out_dim", out_dim)):
         if dim < 1:
             raise ValueError(f"{label} must be at least 1, got {dim}")
+    out_bn = out_bn or ("nonaffine" if last_bn else "none")
+    if out_bn not in OUT_BN:
+        raise ValueError(f"out_bn must be one of {', '.join(OUT_BN)}, got {out_bn!r}")
     layers: list[nn.Module] = []
     dim = in_dim
     for _ in range(num_layers - 1):
-        layers.append(nn.Linear(dim, hidden_dim, bias=not batch_norm))
+        layers.append(nn.Linear(dim, hidden_dim, bias=not batch_norm if bias is None else bias))
         if batch_norm:
             layers.append(nn.BatchNorm1d(hidden_dim))
         layers.append(nn.ReLU(inplace=True))
         dim = hidden_dim
-    layers.append(nn.Linear(dim, out_dim, bias=not last_bn))
-    if last_bn:
-        layers.append(nn.BatchNorm1d(out_dim, affine=False))
+    layers.append(nn.Linear(dim, out_dim, bias=out_bn == "none" if bias is None else bias))
+    if out_bn != "none":
+        layers.append(nn.BatchNorm1d(out_dim, affine=out_bn == "affine"))
     return nn.Sequential(*layers)
 
 
@@ -67,6 +77,8 @@ class HeadSpec:
     num_layers: int
     batch_norm: bool = True
     last_bn: bool = False
+    out_bn: str | None = None
+    bias: bool | None = None
 
 
 _SIMCLR = HeadSpec(hidden_dim=2048, out_dim=128, num_layers=2)
@@ -85,7 +97,7 @@ HEAD_PRESETS: dict[str, HeadSpec] = {
 """Published head defaults by method; sources in the module docstring."""
 
 
-def head_preset(name: str, in_dim: int, **overrides: int | bool | None) -> nn.Sequential:
+def head_preset(name: str, in_dim: int, **overrides: int | bool | str | None) -> nn.Sequential:
     """Build the preset head `name` on `in_dim` features; `overrides` replace HeadSpec fields.
 
     `simsiam_predictor` takes the projector's output (2048), not the backbone's features.
@@ -100,4 +112,6 @@ def head_preset(name: str, in_dim: int, **overrides: int | bool | None) -> nn.Se
         spec.num_layers,
         batch_norm=spec.batch_norm,
         last_bn=spec.last_bn,
+        out_bn=spec.out_bn,
+        bias=spec.bias,
     )

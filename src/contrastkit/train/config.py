@@ -15,20 +15,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-METHOD_NAMES = ("simclr", "barlow_twins", "vicreg", "simsiam", "supcon", "relic", "supervised")
-BACKBONE_NAMES = ("small-cnn", "resnet18", "resnet50", "efficientnet_b0")
-OPTIMIZER_NAMES = ("sgd", "lars", "adam", "adamw")
+from .options import check_head_options, check_optimisation_options
+
 PRECISIONS = ("auto", "32", "bf16", "16")
 LOGGERS = ("csv", "tensorboard", "wandb")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
-CHOICES: dict[str, tuple[str, ...]] = {  # the valid values of the keys that take a name
-    "method": METHOD_NAMES,
-    "backbone": BACKBONE_NAMES,
-    "optimizer": OPTIMIZER_NAMES,
-    "precision": PRECISIONS,
-    "loggers": LOGGERS,
-    "accelerator": ACCELERATORS,
-}
+NAMED_KEYS = ("method", "backbone", "optimizer", "precision", "loggers", "accelerator", "dataset")
+
+
+def choices(key: str) -> tuple[str, ...]:
+    """The valid values of `key`, one of NAMED_KEYS, read from the list that owns them."""
+    if key == "dataset":
+        from ..data.datasets import DATASET_NAMES
+
+        return DATASET_NAMES
+    local = {"precision": PRECISIONS, "loggers": LOGGERS, "accelerator": ACCELERATORS}
+    return local[key] if key in local else __getattr__(f"{key.upper()}_NAMES")
+
+
 _SIZES = (  # optional sizes; None picks a default
     "image_size",
     "local_size",
@@ -36,6 +40,24 @@ _SIZES = (  # optional sizes; None picks a default
     "projector_out_dim",
     "predictor_hidden_dim",
 )
+
+
+def __getattr__(name: str) -> tuple[str, ...]:
+    """METHOD_NAMES, BACKBONE_NAMES, OPTIMIZER_NAMES: read from their one registry when first
+    asked for (methods.spec, models.backbones, train.optim), which keeps this module light."""
+    if name == "METHOD_NAMES":
+        from ..methods.spec import METHODS
+
+        return tuple(METHODS)
+    if name == "BACKBONE_NAMES":
+        from ..models.backbones import BACKBONES
+
+        return BACKBONES
+    if name == "OPTIMIZER_NAMES":
+        from .optim import OPTIMIZERS
+
+        return OPTIMIZERS
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class ConfigError(ValueError):
@@ -156,8 +178,96 @@ class PretrainConfig:
     # [runtime options]
     # [augmentation options]
     # [head options]
+    projector_layers: int | None = field(
+        default=None, metadata={"help": "Linear layers in the projector (default: the method's)"}
+    )
+    projector_hidden_bn: bool | None = field(
+        default=None, metadata={"help": "batch norm after each hidden layer of the projector"}
+    )
+    projector_out_bn: str | None = field(
+        default=None,
+        metadata={
+            "help": "projector output batch norm: none, affine, nonaffine",
+            "none_is_a_value": True,
+        },
+    )
+    projector_bias: bool | None = field(
+        default=None,
+        metadata={"help": "biases on the projector's Linear layers (default: unless a BN follows)"},
+    )
+    predictor_layers: int | None = field(
+        default=None, metadata={"help": "Linear layers in the predictor (default: the method's)"}
+    )
+    predictor_hidden_bn: bool | None = field(
+        default=None, metadata={"help": "batch norm after each hidden layer of the predictor"}
+    )
+    predictor_out_bn: str | None = field(
+        default=None,
+        metadata={
+            "help": "predictor output batch norm: none, affine, nonaffine",
+            "none_is_a_value": True,
+        },
+    )
+    predictor_bias: bool | None = field(
+        default=None,
+        metadata={"help": "biases on the predictor's Linear layers (default: unless a BN follows)"},
+    )
     # [optimisation options]
+    schedule: str = field(
+        default="cosine", metadata={"help": "lr after warm-up: cosine, constant or step"}
+    )
+    schedule_interval: str = field(
+        default="step", metadata={"help": "the lr changes every step, or every epoch"}
+    )
+    warmup_steps: int | None = field(
+        default=None, metadata={"help": "warm-up length in steps; replaces warmup_epochs"}
+    )
+    warmup_start_lr: float | None = field(
+        default=None,
+        metadata={"help": "lr of the first warm-up step (default: lr / warm-up length)"},
+    )
+    warmup_ends_at_peak: bool = field(
+        default=True,
+        metadata={
+            "help": "the last warm-up step runs at lr (false: the first step after it, as "
+            "Hugging Face's schedules and SupContrast)"
+        },
+    )
+    lr_final: float | None = field(
+        default=None, metadata={"help": "lr the cosine ends at (absolute)"}
+    )
+    lr_final_ratio: float = field(
+        default=0.0, metadata={"help": "lr the cosine ends at, as a fraction of lr"}
+    )
+    cosine_cycles: float = field(
+        default=0.5,
+        metadata={"help": "cosine cycles over the decay: 0.5 ends at lr_final, 0.3 at 34.5%"},
+    )
+    lr_milestones: str | None = field(
+        default=None, metadata={"help": "schedule=step: comma-separated steps or epochs"}
+    )
+    lr_gamma: float = field(
+        default=0.1, metadata={"help": "schedule=step: lr factor at each milestone"}
+    )
+    exclude_bias_norm: bool = field(
+        default=True,
+        metadata={"help": "biases and norm parameters get no weight decay and no LARS scaling"},
+    )
+    lars_eta: float = field(default=0.02, metadata={"help": "LARS trust coefficient"})
+    lars_clip: bool = field(
+        default=False,
+        metadata={"help": "LARC form: η‖w‖/(‖g‖+wd‖w‖) as an lr, clipped at the base lr"},
+    )
+    adam_eps: float = field(default=1e-8, metadata={"help": "Adam/AdamW epsilon"})
+    zero_init_residual: bool = field(
+        default=False,
+        metadata={"help": "zero the last BN scale of each ResNet residual block (SimSiam)"},
+    )
     # [method options]
+    views_in_one_batch: bool = field(
+        default=False,
+        metadata={"help": "views of one size pass the backbone together (BN statistics over all)"},
+    )
     # [data options]
     # [evaluation options]
     # [backbone options]
@@ -167,15 +277,17 @@ class PretrainConfig:
         from ..data.datasets import DATASET_NAMES, FOLDER_DATASET_NAMES, canonical_name
         from ..losses import LOSS_MODULES
         from ..methods.spec import METHODS
+        from ..models.backbones import BACKBONES
+        from .optim import OPTIMIZERS
 
-        _choice("method", self.method, METHOD_NAMES)
+        _choice("method", self.method, METHODS)
         spec = METHODS[self.method]
         if self.loss is not None:
             _choice("loss", self.loss, spec.losses, f" for method {self.method}")
         dataset = canonical_name(self.dataset)
         _choice("dataset", dataset, DATASET_NAMES)
-        _choice("backbone", self.backbone, BACKBONE_NAMES)
-        _choice("optimizer", self.optimizer, OPTIMIZER_NAMES)
+        _choice("backbone", self.backbone, BACKBONES)
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("precision", self.precision, PRECISIONS)
         _choice("accelerator", self.accelerator, ACCELERATORS)
         for name in self.loggers.split(","):
@@ -212,7 +324,9 @@ class PretrainConfig:
         # [runtime checks]
         # [augmentation checks]
         # [head checks]
+        check_head_options(self)
         # [optimisation checks]
+        check_optimisation_options(self)
         # [method checks]
         # [data checks]
         # [evaluation checks]
@@ -296,7 +410,9 @@ def parse_value(name: str, raw: Any) -> Any:
     if name not in FIELDS:
         raise ConfigError(f"unknown config key {name!r}; valid: {', '.join(FIELDS)}, loss.<option>")
     kind, optional = _field_type(name)
-    if raw is None or (isinstance(raw, str) and raw.lower() in ("none", "null")):
+    # "none" means unset, except where it is one of the field's values (an output BN of none).
+    unset_words = ("null",) if FIELDS[name].metadata.get("none_is_a_value") else ("none", "null")
+    if raw is None or (isinstance(raw, str) and raw.lower() in unset_words):
         if not optional:
             raise ConfigError(f"{name}=None: a value is required")
         return None
@@ -388,10 +504,13 @@ def build_config(layers: Iterable[Mapping[str, Any]]) -> PretrainConfig:
     for layer in layers:
         for key, raw in layer.items():
             key = key.replace("-", "_")
+            if key == "loss.temperature":  # one spelling: the loss's temperature is `temperature`
+                key = "temperature"
             value = parse_value(key, raw)
             if key.startswith("loss."):
                 loss_options[key.removeprefix("loss.")] = value
             elif key == "loss_options":
+                values["temperature"] = value.pop("temperature", values.get("temperature"))
                 loss_options.update(value)
             else:
                 values[key] = value

@@ -4,31 +4,29 @@ from __future__ import annotations
 
 from ..methods import Method, build_method
 from ..models.backbones import build_backbone
+from ..models.residual import zero_init_residual
 from .config import PretrainConfig
+from .options import head_overrides
 
 
 def method_from_config(
     config: PretrainConfig, image_size: int, channels: int, num_classes: int
 ) -> Method:
     """The untrained Method `config` describes, for images of this size and channel count."""
-    projector = {
-        key: value
-        for key, value in (
-            ("hidden_dim", config.projector_hidden_dim),
-            ("out_dim", config.projector_out_dim),
-        )
-        if value is not None
-    }
-    predictor = {"hidden_dim": config.predictor_hidden_dim} if config.predictor_hidden_dim else None
-    return build_method(
+    backbone = build_backbone(config.backbone, image_size, channels)
+    if config.zero_init_residual:
+        zero_init_residual(backbone)
+    method = build_method(
         config.method,
-        build_backbone(config.backbone, image_size, channels),
+        backbone,
         loss=config.loss,
         loss_options=config.loss_kwargs(),
         n_global=config.n_global,
         num_classes=num_classes,
-        projector_options=projector,
-        predictor_options=predictor,
+        projector_options=head_overrides(config, "projector"),
+        predictor_options=head_overrides(config, "predictor"),
         ema_base=config.ema_base,
         gamma_decay_steps=config.gamma_decay_steps,
     )
+    method.views_in_one_batch = config.views_in_one_batch
+    return method

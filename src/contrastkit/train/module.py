@@ -23,7 +23,7 @@ from .config import PretrainConfig
 from .data import EpochBatches, PretrainData, epoch_seed
 from .errors import NonFiniteLossError
 from .grad_cache import cached_forward
-from .optim import build_optimizer, split_decay_groups, warmup_cosine_scheduler
+from .optim import optimization_from_config
 from .probe import OnlineProbe, topk_correct
 
 
@@ -73,16 +73,11 @@ class PretrainModule(L.LightningModule):
     # --- optimisation -------------------------------------------------------------------
 
     def configure_optimizers(self) -> dict[str, Any]:
-        c = self.config
-        groups = []
-        for group in self.method.param_groups(c.fixed_predictor_lr):
-            groups += split_decay_groups(
-                group["named"], c.weight_decay, fixed_lr=group.get("fixed_lr", False)
-            )
-        optimizer = build_optimizer(c.optimizer, groups, c.lr, c.weight_decay, c.momentum)
-        total = int(self.trainer.estimated_stepping_batches)
-        warmup = round(c.warmup_epochs * total / c.epochs)
-        scheduler = warmup_cosine_scheduler(optimizer, total, warmup)
+        optimizer, scheduler = optimization_from_config(
+            self.config,
+            self.method.param_groups(self.config.fixed_predictor_lr),
+            int(self.trainer.estimated_stepping_batches),
+        )
         return {
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
