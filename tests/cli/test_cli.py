@@ -124,7 +124,7 @@ def test_pretrain_writes_a_checkpoint_and_says_where(tmp_path: Path) -> None:
         (["--image-size", "32"], "image_size=32", "only image folders are resized"),
         (["--epochs", "1\nTraceback"], "epochs='1\\nTraceback'", "expected int"),
         (["--metod", "simclr"], "--metod", "did you mean --method?"),
-        (["--bogus"], "--bogus", "valid: -h, --help, --config, --method"),
+        (["--bogus"], "--bogus", "valid: -h, --help, --config, --print-config, --method"),
     ],
 )
 def test_bad_input_names_the_value_and_what_would_be_valid(
