@@ -7,12 +7,15 @@ statistics) from all ranks with gradients that flow back to the rank that produc
 
 from .barlow_twins import BarlowTwinsLoss, barlow_twins, barlow_twins_terms
 from .decoupled import DCLLoss, DCLSymmetricLoss, DCLWLoss, dcl, dcl_symmetric, dclw
+from .dino import DINOLoss, dino, dino_center, teacher_temperature
 from .geometry import AlignmentLoss, UniformityLoss, alignment, uniformity
 from .hyperspherical import DHELLoss, KCLLoss, dhel, kcl
 from .infonce import InfoNCELoss, NTXentLoss, info_nce, nt_xent
 from .sigmoid import SigmoidLoss, cosine_gamma, sigmoid, sigmoid_terms
 from .simsiam import SimSiamLoss, simsiam
+from .sinkhorn import sinkhorn
 from .supcon import SupConLoss, supcon
+from .swav import SwAVLoss, swav
 from .vicreg import VICRegLoss, vicreg, vicreg_terms
 
 #: Every loss function by name, for methods and the command line to choose from.
@@ -33,6 +36,9 @@ LOSS_FUNCTIONS = {
         sigmoid,
         alignment,
         uniformity,
+        # DINO and SwAV: lists of views
+        dino,
+        swav,
     )
 }
 
@@ -50,6 +56,9 @@ LOSS_MODULES = {
     "simsiam": SimSiamLoss,
     "supcon": SupConLoss,
     "sigmoid": SigmoidLoss,
+    # DINO and SwAV: lists of views
+    "dino": DINOLoss,
+    "swav": SwAVLoss,
 }
 
 __all__ = [
@@ -61,12 +70,14 @@ __all__ = [
     "DCLSymmetricLoss",
     "DCLWLoss",
     "DHELLoss",
+    "DINOLoss",
     "InfoNCELoss",
     "KCLLoss",
     "NTXentLoss",
     "SigmoidLoss",
     "SimSiamLoss",
     "SupConLoss",
+    "SwAVLoss",
     "UniformityLoss",
     "VICRegLoss",
     "alignment",
@@ -77,13 +88,18 @@ __all__ = [
     "dcl_symmetric",
     "dclw",
     "dhel",
+    "dino",
+    "dino_center",
     "info_nce",
     "kcl",
     "nt_xent",
     "sigmoid",
     "sigmoid_terms",
     "simsiam",
+    "sinkhorn",
     "supcon",
+    "swav",
+    "teacher_temperature",
     "uniformity",
     "vicreg",
     "vicreg_terms",
