@@ -273,7 +273,7 @@ def _check_compare(spec: CompareSpec) -> None:
 def _add_config_options(parser: argparse.ArgumentParser) -> None:
     """One --option per configuration key; values are checked later, with the preset's."""
     for name, field in FIELDS.items():
-        if name == "loss_options":
+        if name in ("loss_options", "backbone_options"):
             continue
         flag = "--" + name.replace("_", "-")
         if field.type == "bool":
@@ -296,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
         "pretrain",
         help="pretrain an encoder (default: SimCLR on the embedded digits, CPU)",
         description="Pretrain an encoder. Options override --config; key=value (including "
-        "loss.<option>=value) overrides both.",
+        "loss.<option>=value and backbone.<kwarg>=value) overrides both.",
     )
     train.add_argument("--config", help="a YAML preset, e.g. configs/cifar100_dcl.yaml")
     _add_config_options(train)
