@@ -40,7 +40,10 @@ def cross_view_mean(targets: Tensor, log_probs: Tensor) -> Tensor:
     `targets` is (T, B, K) and `log_probs` (S, B, K) with T ≤ S: target view t is also view t
     of `log_probs`.
     """
-    cross = -torch.einsum("tbk,sbk->ts", targets, log_probs) / targets.shape[1]
+    # Per target view, the cross-entropy of every row against every view, then batch means: a
+    # sum over K, then a mean over B. One (T, B·K) @ (B·K, S) product would sum B·K terms at once
+    # and lose 1e-4 of the loss to rounding in float32 at B = 4096, K = 128.
+    cross = -torch.stack([(log_probs * target).sum(dim=-1).mean(dim=-1) for target in targets])
     same = torch.eye(*cross.shape, dtype=torch.bool, device=cross.device)
     pairs = cross.numel() - targets.shape[0]
     if pairs < 1:
