@@ -11,7 +11,7 @@ from torch import nn
 
 from contrastkit.export import backbone_export
 from contrastkit.models import build_backbone
-from contrastkit.models.library_backbones import BackboneNameError
+from contrastkit.models.library_backbones import BackboneNameError, check_library_backbone
 
 timm = pytest.importorskip("timm")
 torchvision = pytest.importorskip("torchvision")
@@ -120,3 +120,12 @@ def test_without_timm_a_timm_name_says_how_to_install_it(monkeypatch) -> None:
 def test_builtin_names_refuse_library_options() -> None:
     with pytest.raises(ValueError, match="timm/<name> and torchvision/<name>"):
         build_backbone("small-cnn", 8, options={"depth": 2})
+
+
+def test_the_check_builds_on_the_meta_device_or_the_cpu_for_models_that_need_it() -> None:
+    """RegNet's constructor copies tensor values, which the meta device refuses."""
+    with pytest.raises(RuntimeError, match="meta"), torch.device("meta"):
+        torchvision.models.regnet_y_400mf()
+    check_library_backbone("torchvision/regnet_y_400mf", {})
+    with pytest.raises(BackboneNameError, match="bogus"):
+        check_library_backbone("torchvision/regnet_y_400mf", {"bogus": 1})

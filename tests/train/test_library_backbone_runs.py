@@ -14,7 +14,7 @@ import torch
 from contrastkit.eval import load_encoder
 from contrastkit.export import export_backbone
 from contrastkit.models import build_backbone
-from contrastkit.train.config import ConfigError, build_config
+from contrastkit.train.config import ConfigError, build_config, load_preset
 from contrastkit.train.run import build_module, pretrain
 
 from .small_run import small_config
@@ -22,6 +22,7 @@ from .small_run import small_config
 timm = pytest.importorskip("timm")
 
 VIT = "timm/vit_tiny_patch16_224"
+PRESETS = Path(__file__).resolve().parents[2] / "src" / "contrastkit" / "presets"
 # 4-px patches on 8-px digits: 4 tokens and the CLS token; 2 blocks keep the epoch short.
 VIT_KEYS = {"backbone.img_size": 8, "backbone.patch_size": 4, "backbone.depth": 2}
 
@@ -37,18 +38,22 @@ def fresh_vit_weights(path: Path, seed: int, **options: int) -> dict[str, torch.
 
 
 @pytest.mark.slow
-def test_a_timm_vit_trains_a_digits_epoch_and_exports_to_plain_timm(tmp_path: Path) -> None:
-    start = fresh_vit_weights(tmp_path / "start.pt", seed=5, num_classes=0)
-    config = small_config(
-        tmp_path / "run",
-        backbone=VIT,
-        init_from=str(tmp_path / "start.pt"),
-        optimizer="adamw",
-        lr=1e-3,
-        weight_decay=0.05,
-        **VIT_KEYS,
-    )
-    assert config.backbone_options == {"img_size": 8, "patch_size": 4, "depth": 2}
+def test_the_vit_tiny_preset_trains_a_digits_epoch_and_exports_to_plain_timm(tmp_path) -> None:
+    """The ViT-Tiny CIFAR-10 preset on digits (8 px, 4-px patches, 2 blocks), on the CPU, from a
+    local start (`init_from`)."""
+    start = fresh_vit_weights(tmp_path / "start.pt", seed=5, num_classes=0, drop_path_rate=0.1)
+    small = small_config(tmp_path / "run").to_dict()
+    on_digits = {k: small[k] for k in ("dataset", "epochs", "batch_size", "loggers", "progress")}
+    on_digits |= {"out": small["out"], "precision": "32", "warmup_epochs": 0.5}
+    on_digits["init_from"] = str(tmp_path / "start.pt")
+    config = build_config([load_preset(PRESETS / "vit_tiny_cifar10.yaml"), on_digits, VIT_KEYS])
+    assert (config.optimizer, config.backbone) == ("adamw", VIT)
+    assert config.backbone_options == {
+        "img_size": 8,
+        "patch_size": 4,
+        "depth": 2,
+        "drop_path_rate": 0.1,
+    }
     result = pretrain(config)
     assert math.isfinite(result.metrics["train/loss_epoch"])
 

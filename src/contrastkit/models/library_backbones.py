@@ -67,8 +67,14 @@ def split_name(spec: str) -> tuple[str, str] | None:
 
 def check_library_backbone(spec: str, options: Mapping[str, Any], in_channels: int = 3) -> None:
     """Raise BackboneNameError unless `spec` names a model the library has and `options` are
-    keyword arguments it accepts. Builds the model on the meta device: no memory, no weights."""
-    with torch.device("meta"):
+    keyword arguments it accepts. Builds the model on the meta device (no memory, no weights),
+    or on the CPU for the few models whose construction reads tensor values."""
+    try:
+        with torch.device("meta"):
+            build_library_model(spec, in_channels, options)
+    except BackboneNameError as error:
+        if "meta" not in str(error):
+            raise
         build_library_model(spec, in_channels, options)
 
 
