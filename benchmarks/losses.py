@@ -53,6 +53,42 @@ def views_scale_bias(n: int, d: int, device: torch.device) -> tuple[Tensor, ...]
     return (*two_views(n, d, device), scale, bias)
 
 
+GLOBAL_VIEWS, LOCAL_VIEWS = 2, 2  # DINO and SwAV: K = D prototypes, two global, two local views
+
+
+def multi_crop_views(n: int, d: int, device: torch.device) -> tuple[Tensor, ...]:
+    """Student outputs of every view (global first), each (N, K=D)."""
+    return tuple(leaf(n, d, device=device) for _ in range(GLOBAL_VIEWS + LOCAL_VIEWS))
+
+
+def prototype_scores(n: int, d: int, device: torch.device) -> tuple[Tensor, ...]:
+    """Cosine scores in [-1, 1] of every view (global first) with K=D prototypes, each (N, K)."""
+    return tuple(
+        (torch.rand(n, d, device=device) * 2 - 1).requires_grad_(True)
+        for _ in range(GLOBAL_VIEWS + LOCAL_VIEWS)
+    )
+
+
+def dino_inputs(n: int, d: int, device: torch.device) -> tuple[Tensor, ...]:
+    """Student views, the teacher's global views (no gradient) and a zero centre."""
+    teacher = tuple(torch.randn(n, d, device=device) for _ in range(GLOBAL_VIEWS))
+    return (*multi_crop_views(n, d, device), *teacher, torch.zeros(d, device=device))
+
+
+def dino_step(*x: Tensor) -> Tensor:
+    """Our DINO loss and centre update, the work lightly's DINOLoss.forward does."""
+    views = GLOBAL_VIEWS + LOCAL_VIEWS
+    student, teacher, center = list(x[:views]), list(x[views:-1]), x[-1]
+    L.dino_center(center, teacher)
+    return L.dino(student, teacher, center)
+
+
+def swav_step(*scores: Tensor) -> Tensor:
+    """Sinkhorn codes of the global views, then the swapped prediction (as lightly's SwaVLoss)."""
+    codes = [L.sinkhorn(s) for s in scores[:GLOBAL_VIEWS]]
+    return L.swav(list(scores), codes)
+
+
 def step_of(fn: LossFn, inputs: tuple[Tensor, ...]) -> Step:
     """Forward+backward of `fn` with respect to every input that requires grad."""
     wrt = tuple(x for x in inputs if x.requires_grad)
@@ -77,6 +113,11 @@ def rowdot_floor(n: int, d: int, device: torch.device) -> Step:
     p1, p2 = leaf(n, d, device=device), leaf(n, d, device=device)
     z1, z2 = torch.randn(n, d, device=device), torch.randn(n, d, device=device)
     return lambda: torch.autograd.grad((p1 * z2).sum() + (p2 * z1).sum(), (p1, p2))
+
+
+def view_pairs(n: int, d: int) -> list[tuple[int, int, int]]:
+    """DINO's and SwAV's one product: (global views, N·K) @ (N·K, all views)."""
+    return [(GLOBAL_VIEWS, n * d, GLOBAL_VIEWS + LOCAL_VIEWS)]
 
 
 def similarity(rows: int, cols: int, count: int = 1) -> Shapes:
@@ -104,7 +145,24 @@ def lightly_losses() -> dict[str, LossFn]:
         "barlow_twins": peer.BarlowTwinsLoss(),
         # lightly's SimSiam example: ½[cos(p0, z1.detach()) + cos(p1, z0.detach())], negated.
         "simsiam": lambda p1, p2, z1, z2: (cosine(p1, z2.detach()) + cosine(p2, z1.detach())) / 2,
+        "dino": _lightly_dino(peer.DINOLoss),
+        "swav": lambda *x: peer.SwaVLoss()(list(x[:GLOBAL_VIEWS]), list(x[GLOBAL_VIEWS:])),
     }
+
+
+def _lightly_dino(dino_loss: type) -> LossFn:
+    """lightly's DINOLoss (one per K, its centre reset to our zero centre before each call:
+    its forward moves the centre, ours returns the next one)."""
+    modules: dict[int, torch.nn.Module] = {}
+
+    def call(*x: Tensor) -> Tensor:
+        views = GLOBAL_VIEWS + LOCAL_VIEWS
+        k = x[0].shape[1]
+        module = modules.setdefault(k, dino_loss(output_dim=k, warmup_teacher_temp_epochs=0))
+        module.to(x[0].device).center.zero_()
+        return module(list(x[views:-1]), list(x[:views]))
+
+    return call
 
 
 @dataclass(frozen=True)
@@ -137,6 +195,8 @@ BENCHES = [
         matmul_floor(similarity(1, 1)),
         views_scale_bias,
     ),
+    Bench("dino", dino_step, matmul_floor(view_pairs), dino_inputs),
+    Bench("swav", swav_step, matmul_floor(view_pairs), prototype_scores),
     Bench(
         "uniformity",
         L.uniformity,

@@ -34,7 +34,12 @@ def test_exported_resnet18_loads_into_torchvision(tmp_path: Path) -> None:
         ]
     )
     checkpoint = pretrain(config).checkpoint
-    weights = torch.load(export_backbone(str(checkpoint), tmp_path / "backbone.pt"))
+    exported = torch.load(export_backbone(str(checkpoint), tmp_path / "backbone.pt"))
+    assert {k: exported[k] for k in ("library", "name")} == {
+        "library": "contrastkit",
+        "name": "resnet18",
+    }
+    weights = exported["state_dict"]
 
     # The README's recipe: torchvision's ResNet-18 with the small-image stem, no classifier.
     net = torchvision.models.resnet18()

@@ -333,7 +333,7 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
     checked later, with the preset's (argparse's own default stays None, so that an option
     left out does not override the preset)."""
     for name, field in FIELDS.items():
-        if name == "loss_options":
+        if name in ("loss_options", "backbone_options"):
             continue
         flag = "--" + name.replace("_", "-")
         bool_form = {"nargs": "?", "const": "true", "metavar": "BOOL"}
@@ -378,7 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
         "pretrain",
         help="pretrain an encoder (default: SimCLR on the embedded digits, CPU)",
         description="Pretrain an encoder. Options override --config; key=value (including "
-        "loss.<option>=value) overrides both.",
+        "loss.<option>=value and backbone.<kwarg>=value) overrides both.",
     )
     train.add_argument(
         "--config",

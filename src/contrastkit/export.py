@@ -1,8 +1,11 @@
 """Export a pretrained backbone for use outside contrastkit, with what a user needs beside it.
 
 Formats:
-- `state_dict`: the weights alone, under torchvision's parameter names. The ResNets and
-  EfficientNet are torchvision modules inside `Backbone.body`, so they load into
+- `state_dict`: a dict of `state_dict` (the weights under their library's parameter names) and
+  how to rebuild the model outside contrastkit: `library` (timm, torchvision, or contrastkit for
+  the built-in names), `name`, `kwargs`, and for torchvision the layers replaced: `classifier`
+  (by nn.Identity) and `first_conv` (for another channel count). A timm backbone is
+  `timm.create_model(name, **kwargs)`; the built-in ResNets and EfficientNet load into
   `torchvision.models.resnet18()` once its stem (and, below 64 px, its max-pool) is shaped as
   ours and its classifier is replaced; `small-cnn` loads into `contrastkit.models.build_backbone`
   (see the README).
@@ -31,6 +34,8 @@ if TYPE_CHECKING:  # torch loads lazily, so that the CLI reads FORMATS at once
     import torch
     from torch import nn
 
+    from .models.backbones import Backbone
+
 FORMATS = ("state_dict", "torchscript", "onnx")
 TOLERANCE = 1e-5
 """Largest absolute feature difference a TorchScript or ONNX export may show."""
@@ -38,6 +43,12 @@ TOLERANCE = 1e-5
 
 class ExportError(ValueError):
     """An export that cannot be written or does not compute the backbone's features."""
+
+
+def backbone_export(backbone: Backbone) -> dict[str, Any]:
+    """The backbone's body weights (on the CPU) and its library, name and kwargs."""
+    state = {k: v.detach().cpu() for k, v in backbone.body.state_dict().items()}
+    return {"state_dict": state, **backbone.source}
 
 
 def sidecar_path(out: str | Path) -> Path:
@@ -65,7 +76,7 @@ def export_backbone(spec: str, out: str | Path, format: str = "state_dict") -> P
     example = torch.randn(2, encoder.channels, encoder.image_size, encoder.image_size)
     out = Path(out)
     if format == "state_dict":
-        atomic_torch_save({k: v.detach() for k, v in backbone.body.state_dict().items()}, out)
+        atomic_torch_save(backbone_export(backbone), out)
         difference = None
     elif format == "torchscript":
         difference = _write_torchscript(backbone.body, example, out)

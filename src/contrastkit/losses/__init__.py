@@ -7,13 +7,16 @@ statistics) from all ranks with gradients that flow back to the rank that produc
 
 from .barlow_twins import BarlowTwinsLoss, barlow_twins, barlow_twins_terms
 from .decoupled import DCLLoss, DCLSymmetricLoss, DCLWLoss, dcl, dcl_symmetric, dclw
+from .dino import DINOLoss, dino, dino_center, teacher_temperature
 from .geometry import AlignmentLoss, UniformityLoss, alignment, uniformity
 from .hyperspherical import DHELLoss, KCLLoss, dhel, kcl
 from .infonce import InfoNCELoss, NTXentLoss, info_nce, nt_xent
 from .multicrop import NTXentMulticropLoss, nt_xent_multicrop
 from .sigmoid import SigmoidLoss, cosine_gamma, sigmoid, sigmoid_terms
 from .simsiam import SimSiamLoss, simsiam
+from .sinkhorn import sinkhorn
 from .supcon import SupConLoss, supcon
+from .swav import SwAVLoss, swav
 from .vicreg import VICRegLoss, vicreg, vicreg_terms
 
 #: Every loss function by name, for methods and the command line to choose from.
@@ -35,6 +38,9 @@ LOSS_FUNCTIONS = {
         sigmoid,
         alignment,
         uniformity,
+        # DINO and SwAV: lists of views
+        dino,
+        swav,
     )
 }
 
@@ -53,6 +59,9 @@ LOSS_MODULES = {
     "simsiam": SimSiamLoss,
     "supcon": SupConLoss,
     "sigmoid": SigmoidLoss,
+    # DINO and SwAV: lists of views
+    "dino": DINOLoss,
+    "swav": SwAVLoss,
 }
 
 __all__ = [
@@ -64,6 +73,7 @@ __all__ = [
     "DCLSymmetricLoss",
     "DCLWLoss",
     "DHELLoss",
+    "DINOLoss",
     "InfoNCELoss",
     "KCLLoss",
     "NTXentLoss",
@@ -71,6 +81,7 @@ __all__ = [
     "SigmoidLoss",
     "SimSiamLoss",
     "SupConLoss",
+    "SwAVLoss",
     "UniformityLoss",
     "VICRegLoss",
     "alignment",
@@ -81,6 +92,8 @@ __all__ = [
     "dcl_symmetric",
     "dclw",
     "dhel",
+    "dino",
+    "dino_center",
     "info_nce",
     "kcl",
     "nt_xent",
@@ -88,7 +101,10 @@ __all__ = [
     "sigmoid",
     "sigmoid_terms",
     "simsiam",
+    "sinkhorn",
     "supcon",
+    "swav",
+    "teacher_temperature",
     "uniformity",
     "vicreg",
     "vicreg_terms",

@@ -94,3 +94,21 @@ def gather_no_grad(x: Tensor, gather: bool = True) -> Tensor:
     parts = [torch.empty_like(x) for _ in range(world_size())]
     dist.all_gather(parts, x.detach().contiguous())
     return torch.cat(parts, dim=0)
+
+
+def sum_over_ranks(x: Tensor, gather: bool = True) -> Tensor:
+    """`x` summed over all ranks without a gradient path (for marginals and centres)."""
+    if not is_gathering(gather):
+        return x.detach()
+    total = x.detach().clone()
+    dist.all_reduce(total, op=dist.ReduceOp.SUM)
+    return total
+
+
+def max_over_ranks(x: Tensor, gather: bool = True) -> Tensor:
+    """The elementwise maximum of `x` over all ranks, without a gradient path."""
+    if not is_gathering(gather):
+        return x.detach()
+    top = x.detach().clone()
+    dist.all_reduce(top, op=dist.ReduceOp.MAX)
+    return top

@@ -3,13 +3,19 @@
 Every backbone is randomly initialised (no pretrained weights: self-supervised training starts
 from scratch). Below `SMALL_IMAGE_SIZE` pixels the downsampling stem is replaced by a stride-1
 one, as in SimCLR's CIFAR variant, so that 32 px inputs keep enough spatial resolution.
+Any timm or torchvision classification model is available as `timm/<name>` or
+`torchvision/<name>` (see `library_backbones`); the built-in names stay as they are.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any
 
 from torch import Tensor, nn
+
+from .library_backbones import build_library_model, split_name
 
 BACKBONES = ("resnet18", "resnet50", "efficientnet_b0", "small-cnn")
 
@@ -21,14 +27,26 @@ SMALL_CNN_WIDTHS = (32, 64, 128, 256)
 
 
 class Backbone(nn.Module):
-    """A named feature extractor: `body` maps images to (B, feature_dim) features."""
+    """A named feature extractor: `body` maps images to (B, feature_dim) features.
 
-    def __init__(self, name: str, body: nn.Module, feature_dim: int, in_channels: int) -> None:
+    `source` says how to rebuild `body` outside contrastkit (library, name, kwargs; see
+    `library_backbones.LibraryModel.source`), for exports.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        body: nn.Module,
+        feature_dim: int,
+        in_channels: int,
+        source: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__()
         self.name = name
         self.body = body
         self.feature_dim = feature_dim
         self.in_channels = in_channels
+        self.source = source or {}
 
     def forward(self, images: Tensor) -> Tensor:
         if images.dim() != 4 or images.shape[1] != self.in_channels:
@@ -39,8 +57,19 @@ class Backbone(nn.Module):
         return self.body(images)
 
 
-def build_backbone(name: str, image_size: int, in_channels: int = 3) -> Backbone:
-    """Build the backbone `name` (one of `BACKBONES`) for square images of `image_size` pixels."""
+def build_backbone(
+    name: str, image_size: int, in_channels: int = 3, options: Mapping[str, Any] | None = None
+) -> Backbone:
+    """Build the backbone `name` (one of `BACKBONES`, or `timm/<name>` / `torchvision/<name>`
+    with the model's keyword arguments `options`) for square images of `image_size` pixels."""
+    if split_name(name) is not None:
+        model = build_library_model(name, in_channels, options or {})
+        return Backbone(name, model.body, model.feature_dim, in_channels, model.source)
+    if options:
+        raise ValueError(
+            f"backbone options {sorted(options)} apply to timm/<name> and torchvision/<name> "
+            f"backbones only, not to {name!r}"
+        )
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; valid names: {', '.join(BACKBONES)}")
     if image_size < 1:
@@ -55,7 +84,12 @@ def build_backbone(name: str, image_size: int, in_channels: int = 3) -> Backbone
         body, feature_dim = _efficientnet_b0(in_channels, small)
     else:
         body, feature_dim = _resnet(name, in_channels, small)
-    return Backbone(name, body, feature_dim, in_channels)
+    source = {
+        "library": "contrastkit",
+        "name": name,
+        "kwargs": {"image_size": image_size, "in_channels": in_channels},
+    }
+    return Backbone(name, body, feature_dim, in_channels, source)
 
 
 def _conv(in_channels: int, out_channels: int, kernel_size: int, stride: int) -> nn.Conv2d:

@@ -20,9 +20,13 @@ unless noted; `hidden_dim=None` means "the backbone's feature dim"):
 
 from __future__ import annotations
 
+import itertools
+import math
 from dataclasses import dataclass, replace
 
-from torch import nn
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
 
 OUT_BN = ("none", "affine", "nonaffine")
 """Output batch norm of a head: none, with a learnt scale and shift, or standardisation only."""
@@ -115,3 +119,78 @@ def head_preset(name: str, in_dim: int, **overrides: int | bool | str | None) ->
         out_bn=spec.out_bn,
         bias=spec.bias,
     )
+
+
+class NormalizedLinear(nn.Module):
+    """A bias-free linear layer whose weight rows are used at unit norm: SwAV's prototypes and
+    DINO's last layer (its weight_norm with the gain fixed to 1).
+
+    The rows are normalised in the forward pass, so they stay unit-norm whatever the optimiser
+    does. `freeze_steps`: for the first that many optimiser steps the layer must not move (DINO
+    freezes its last layer, SwAV its prototypes, early on to avoid collapse); the training step
+    calls `drop_grads_if_frozen(step)` between backward and the optimiser step.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, freeze_steps: int = 0) -> None:
+        super().__init__()
+        for label, value in (("in_dim", in_dim), ("out_dim", out_dim)):
+            if value < 1:
+                raise ValueError(f"{label} must be at least 1, got {value}")
+        if freeze_steps < 0:
+            raise ValueError(f"freeze_steps must be >= 0, got {freeze_steps}")
+        self.weight = nn.Parameter(torch.empty(out_dim, in_dim))
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))  # nn.Linear's initialisation
+        self.freeze_steps = freeze_steps
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.linear(x, F.normalize(self.weight, dim=1))
+
+    def is_frozen(self, step: int) -> bool:
+        """Whether optimiser step `step` (counted from 0) must leave the layer unchanged."""
+        return step < self.freeze_steps
+
+    def drop_grads_if_frozen(self, step: int) -> bool:
+        """Set the gradients to None at a frozen step, so that no optimiser (momentum, weight
+        decay included) updates the layer; return whether the step is frozen."""
+        frozen = self.is_frozen(step)
+        if frozen:
+            for parameter in self.parameters():
+                parameter.grad = None
+        return frozen
+
+
+class DINOHead(nn.Module):
+    """DINO's head (Caron et al., 2021, facebookresearch/dino `DINOHead`): an MLP of `num_layers`
+    Linear layers with GELU between them ending in a `bottleneck_dim` output, L2-normalised, then
+    a `NormalizedLinear` to `out_dim` prototypes. Linear weights start as trunc_normal(std=0.02),
+    biases at 0, as in DINO."""
+
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int = 65536,
+        hidden_dim: int = 2048,
+        bottleneck_dim: int = 256,
+        num_layers: int = 3,
+        freeze_steps: int = 0,
+    ) -> None:
+        super().__init__()
+        if num_layers < 1:
+            raise ValueError(f"num_layers must be at least 1, got {num_layers}")
+        for label, value in (("hidden_dim", hidden_dim), ("bottleneck_dim", bottleneck_dim)):
+            if value < 1:
+                raise ValueError(f"{label} must be at least 1, got {value}")
+        dims = [in_dim, *[hidden_dim] * (num_layers - 1), bottleneck_dim]
+        layers: list[nn.Module] = []
+        for index, (dim_in, dim_out) in enumerate(itertools.pairwise(dims)):
+            linear = nn.Linear(dim_in, dim_out)
+            nn.init.trunc_normal_(linear.weight, std=0.02)
+            nn.init.zeros_(linear.bias)
+            layers.append(linear)
+            if index < num_layers - 1:
+                layers.append(nn.GELU())
+        self.mlp = nn.Sequential(*layers)
+        self.last_layer = NormalizedLinear(bottleneck_dim, out_dim, freeze_steps)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.last_layer(F.normalize(self.mlp(x), dim=-1))

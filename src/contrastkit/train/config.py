@@ -271,13 +271,25 @@ class PretrainConfig:
     # [data options]
     # [evaluation options]
     # [backbone options]
+    backbone_options: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={
+            "help": "keyword arguments of a timm/ or torchvision/ backbone (backbone.<kwarg>)"
+        },
+    )
+    init_from: str | None = field(
+        default=None,
+        metadata={
+            "help": "a local state dict (or `contrastkit export` file) to start the backbone"
+        },
+    )
 
     def validate(self) -> PretrainConfig:
         """Raise ConfigError naming the first invalid value and what would be valid."""
         from ..data.datasets import DATASET_NAMES, FOLDER_DATASET_NAMES, canonical_name
         from ..losses import LOSS_MODULES
         from ..methods.spec import METHODS
-        from ..models.backbones import BACKBONES
+        from .backbone_config import check_backbone
         from .optim import OPTIMIZERS
 
         _choice("method", self.method, METHODS)
@@ -286,7 +298,6 @@ class PretrainConfig:
             _choice("loss", self.loss, spec.losses, f" for method {self.method}")
         dataset = canonical_name(self.dataset)
         _choice("dataset", dataset, DATASET_NAMES)
-        _choice("backbone", self.backbone, BACKBONES)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("precision", self.precision, PRECISIONS)
         _choice("accelerator", self.accelerator, ACCELERATORS)
@@ -331,6 +342,7 @@ class PretrainConfig:
         # [data checks]
         # [evaluation checks]
         # [backbone checks]
+        check_backbone(self.backbone, self.backbone_options, self.init_from)
         loss = self.loss or spec.default_loss
         if loss in LOSS_MODULES:
             self._check_loss_options(LOSS_MODULES[loss])
@@ -405,10 +417,13 @@ def _field_type(name: str) -> tuple[type, bool]:
 
 def parse_value(name: str, raw: Any) -> Any:
     """Convert a raw value (a YAML scalar or a command-line string) to field `name`'s type."""
-    if name.startswith("loss."):
+    if name.startswith(("loss.", "backbone.")):
         return _scalar(raw)
     if name not in FIELDS:
-        raise ConfigError(f"unknown config key {name!r}; valid: {', '.join(FIELDS)}, loss.<option>")
+        raise ConfigError(
+            f"unknown config key {name!r}; valid: {', '.join(FIELDS)}, loss.<option>, "
+            "backbone.<kwarg>"
+        )
     kind, optional = _field_type(name)
     # "none" means unset, except where it is one of the field's values (an output BN of none).
     unset_words = ("null",) if FIELDS[name].metadata.get("none_is_a_value") else ("none", "null")
@@ -501,6 +516,7 @@ def build_config(layers: Iterable[Mapping[str, Any]]) -> PretrainConfig:
     """Defaults, then each layer of raw values in order (preset, options, overrides), checked."""
     values: dict[str, Any] = {}
     loss_options: dict[str, Any] = {}
+    backbone_options: dict[str, Any] = {}
     for layer in layers:
         for key, raw in layer.items():
             key = key.replace("-", "_")
@@ -512,7 +528,11 @@ def build_config(layers: Iterable[Mapping[str, Any]]) -> PretrainConfig:
             elif key == "loss_options":
                 values["temperature"] = value.pop("temperature", values.get("temperature"))
                 loss_options.update(value)
+            elif key.startswith("backbone."):
+                backbone_options[key.removeprefix("backbone.")] = value
+            elif key == "backbone_options":
+                backbone_options.update(value)
             else:
                 values[key] = value
-    config = PretrainConfig(**values, loss_options=loss_options)
+    config = PretrainConfig(**values, loss_options=loss_options, backbone_options=backbone_options)
     return config.validate()

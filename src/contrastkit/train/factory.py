@@ -13,7 +13,7 @@ def method_from_config(
     config: PretrainConfig, image_size: int, channels: int, num_classes: int
 ) -> Method:
     """The untrained Method `config` describes, for images of this size and channel count."""
-    backbone = build_backbone(config.backbone, image_size, channels)
+    backbone = build_backbone(config.backbone, image_size, channels, config.backbone_options)
     if config.zero_init_residual:
         zero_init_residual(backbone)
     method = build_method(

@@ -16,6 +16,7 @@ from lightning.pytorch.plugins import LayerSync
 from torch import nn
 
 from ..models.sync_batchnorm import convert_sync_batchnorm
+from .backbone_config import load_initial_weights
 from .checkpoint_io import AtomicCheckpointIO
 from .compat import check_resumable
 from .config import ConfigError, PretrainConfig
@@ -43,6 +44,8 @@ def build_module(config: PretrainConfig) -> PretrainModule:
     """The LightningModule for `config`: loads the data and builds backbone and method."""
     data = load_pretrain_data(config)
     method = method_from_config(config, data.image_size, data.channels, data.num_classes)
+    if config.init_from is not None:
+        load_initial_weights(method.backbone, config.init_from)
     if config.compile:
         method.backbone.compile()
     return PretrainModule(config, method, data)
