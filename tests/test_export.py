@@ -90,7 +90,7 @@ def test_sidecar_says_how_to_rebuild_and_feed_the_backbone(
     assert sidecar["normalization"] == {"mean": list(digits.mean), "std": list(digits.std)}
     # The README's small-cnn recipe: rebuild it from the sidecar, load the weights.
     backbone = build_backbone(sidecar["backbone"], **sidecar["backbone_options"])
-    backbone.body.load_state_dict(torch.load(out))
+    backbone.body.load_state_dict(torch.load(out)["state_dict"])
     backbone.eval()
     with torch.no_grad():
         torch.testing.assert_close(
