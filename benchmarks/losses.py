@@ -53,6 +53,12 @@ def views_scale_bias(n: int, d: int, device: torch.device) -> tuple[Tensor, ...]
     return (*two_views(n, d, device), scale, bias)
 
 
+def queue_inputs(n: int, d: int, device: torch.device) -> tuple[Tensor, ...]:
+    """A query/key pair and a queue of 4N normalised rows (MoCo v2's queue, 16× smaller)."""
+    queue = torch.nn.functional.normalize(torch.randn(4 * n, d, device=device), dim=1)
+    return (*two_views(n, d, device), queue)
+
+
 def step_of(fn: LossFn, inputs: tuple[Tensor, ...]) -> Step:
     """Forward+backward of `fn` with respect to every input that requires grad."""
     wrt = tuple(x for x in inputs if x.requires_grad)
@@ -104,7 +110,27 @@ def lightly_losses() -> dict[str, LossFn]:
         "barlow_twins": peer.BarlowTwinsLoss(),
         # lightly's SimSiam example: ½[cos(p0, z1.detach()) + cos(p1, z0.detach())], negated.
         "simsiam": lambda p1, p2, z1, z2: (cosine(p1, z2.detach()) + cosine(p2, z1.detach())) / 2,
+        # BYOL's 2 − 2·cos is lightly's negative cosine, affinely: timed as lightly's BYOL example.
+        "byol": lambda p, z: 2 + 2 * cosine(p, z.detach()),
+        "moco": _lightly_moco(peer),
     }
+
+
+def _lightly_moco(peer: object) -> LossFn:
+    """lightly's MoCo: NTXentLoss with a memory bank, reset to our queue's rows before each call
+    (its forward enqueues the keys, which is part of its time)."""
+    criteria: dict[tuple[int, ...], object] = {}
+
+    def loss(q: Tensor, k: Tensor, queue: Tensor) -> Tensor:
+        if queue.shape not in criteria:
+            size = tuple(queue.shape)
+            criteria[queue.shape] = peer.NTXentLoss(temperature=0.2, memory_bank_size=size)
+        criterion = criteria[queue.shape].to(queue.device)
+        criterion.memory_bank.bank.copy_(queue)
+        criterion.memory_bank.bank_ptr.zero_()
+        return criterion(q, k.detach())
+
+    return loss
 
 
 @dataclass(frozen=True)
@@ -136,6 +162,23 @@ BENCHES = [
         lambda *x: L.sigmoid(*x, gamma=1.0, kl_weight=0.5),
         matmul_floor(similarity(1, 1)),
         views_scale_bias,
+    ),
+    Bench("byol", L.byol, rowdot_floor),
+    Bench(
+        "moco",
+        lambda q, k, queue: L.moco(q, k, queue),
+        matmul_floor(lambda n, d: [(n, d, 4 * n)] * 2),
+        queue_inputs,
+    ),
+    Bench("moco_v3", L.moco_v3, matmul_floor(similarity(1, 1))),
+    Bench(
+        "nnclr",
+        lambda z, p: L.nnclr(z, p, z),
+        matmul_floor(similarity(1, 1, count=2)),
+    ),
+    # SIGReg's floor: projecting both views on its 256 directions.
+    Bench(
+        "lejepa", lambda z1, z2: L.lejepa([z1, z2], 2), matmul_floor(lambda n, d: [(2 * n, d, 256)])
     ),
     Bench(
         "uniformity",

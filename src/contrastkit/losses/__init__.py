@@ -6,10 +6,14 @@ statistics) from all ranks with gradients that flow back to the rank that produc
 """
 
 from .barlow_twins import BarlowTwinsLoss, barlow_twins, barlow_twins_terms
+from .byol import BYOLLoss, byol
 from .decoupled import DCLLoss, DCLSymmetricLoss, DCLWLoss, dcl, dcl_symmetric, dclw
 from .geometry import AlignmentLoss, UniformityLoss, alignment, uniformity
 from .hyperspherical import DHELLoss, KCLLoss, dhel, kcl
 from .infonce import InfoNCELoss, NTXentLoss, info_nce, nt_xent
+from .lejepa import LeJEPALoss, draw_directions, lejepa, lejepa_terms, sigreg
+from .moco import MoCoLoss, MoCoV3Loss, moco, moco_v3
+from .nnclr import NNCLRLoss, nearest_neighbour_index, nnclr
 from .sigmoid import SigmoidLoss, cosine_gamma, sigmoid, sigmoid_terms
 from .simsiam import SimSiamLoss, simsiam
 from .supcon import SupConLoss, supcon
@@ -33,6 +37,12 @@ LOSS_FUNCTIONS = {
         sigmoid,
         alignment,
         uniformity,
+        byol,
+        moco,
+        moco_v3,
+        nnclr,
+        sigreg,
+        lejepa,
     )
 }
 
@@ -50,12 +60,18 @@ LOSS_MODULES = {
     "simsiam": SimSiamLoss,
     "supcon": SupConLoss,
     "sigmoid": SigmoidLoss,
+    "byol": BYOLLoss,
+    "moco": MoCoLoss,
+    "moco_v3": MoCoV3Loss,
+    "nnclr": NNCLRLoss,
+    "lejepa": LeJEPALoss,
 }
 
 __all__ = [
     "LOSS_FUNCTIONS",
     "LOSS_MODULES",
     "AlignmentLoss",
+    "BYOLLoss",
     "BarlowTwinsLoss",
     "DCLLoss",
     "DCLSymmetricLoss",
@@ -63,6 +79,10 @@ __all__ = [
     "DHELLoss",
     "InfoNCELoss",
     "KCLLoss",
+    "LeJEPALoss",
+    "MoCoLoss",
+    "MoCoV3Loss",
+    "NNCLRLoss",
     "NTXentLoss",
     "SigmoidLoss",
     "SimSiamLoss",
@@ -72,16 +92,25 @@ __all__ = [
     "alignment",
     "barlow_twins",
     "barlow_twins_terms",
+    "byol",
     "cosine_gamma",
     "dcl",
     "dcl_symmetric",
     "dclw",
     "dhel",
+    "draw_directions",
     "info_nce",
     "kcl",
+    "lejepa",
+    "lejepa_terms",
+    "moco",
+    "moco_v3",
+    "nearest_neighbour_index",
+    "nnclr",
     "nt_xent",
     "sigmoid",
     "sigmoid_terms",
+    "sigreg",
     "simsiam",
     "supcon",
     "uniformity",
