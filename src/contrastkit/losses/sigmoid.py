@@ -250,8 +250,9 @@ class SigmoidLoss(nn.Module):
     """Sigmoid loss with learnable temperature and bias, SigLIP's initialisation.
 
     The scale is stored as its logarithm (init log 10) so it stays positive; the bias starts at
-    −10 so the many negatives do not dominate the first steps. `gamma` may be changed between
-    calls (a schedule); `components` holds the last call's unweighted terms and the scale/bias.
+    −10 so the many negatives do not dominate the first steps. With `gamma_decay_steps > 0`,
+    `set_step` decays γ from `gamma` to 0 by a half cosine (`cosine_gamma`); `forward_with_terms`
+    also returns the unweighted terms and the scale and bias, for the log.
     """
 
     def __init__(
@@ -263,9 +264,11 @@ class SigmoidLoss(nn.Module):
         learnable: bool = True,
         gather: bool = True,
         chunk_size: int | None = None,
+        gamma_decay_steps: int = 0,
     ):
         super().__init__()
         check_positive("init_scale", init_scale)
+        check_non_negative("gamma_decay_steps", gamma_decay_steps)
         check_chunk_size(chunk_size)
         check_non_negative("gamma", gamma)
         check_non_negative("kl_weight", kl_weight)
@@ -275,9 +278,16 @@ class SigmoidLoss(nn.Module):
         self.bias = nn.Parameter(bias, requires_grad=learnable)
         self.gamma, self.kl_weight, self.gather = gamma, kl_weight, gather
         self.chunk_size = chunk_size
-        self.components: dict[str, Tensor] = {}
+        self.initial_gamma, self.gamma_decay_steps = gamma, gamma_decay_steps
+
+    def set_step(self, step: int, total_steps: int) -> None:
+        """γ of this optimiser step: the half-cosine decay over `gamma_decay_steps`."""
+        self.gamma = cosine_gamma(step, self.initial_gamma, self.gamma_decay_steps)
 
     def forward(self, z1: Tensor, z2: Tensor) -> Tensor:
+        return self.forward_with_terms(z1, z2)[0]
+
+    def forward_with_terms(self, z1: Tensor, z2: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         scale = self.log_scale.exp()
         terms = sigmoid_terms(
             z1,
@@ -289,6 +299,6 @@ class SigmoidLoss(nn.Module):
             gather=self.gather,
             chunk_size=self.chunk_size,
         )
-        self.components = {k: v.detach() for k, v in terms.items()}
-        self.components.update(scale=scale.detach(), bias=self.bias.detach())
-        return _weighted(terms, self.kl_weight)
+        logged = {k: v.detach() for k, v in terms.items()}
+        logged.update(scale=scale.detach(), bias=self.bias.detach())
+        return _weighted(terms, self.kl_weight), logged

@@ -107,7 +107,7 @@ class PretrainModule(L.LightningModule):
         views = self.augment(images, generator=self._generator)
         if self.config.channels_last:
             views = [v.contiguous(memory_format=torch.channels_last) for v in views]
-        out, backward = self._forward(views, labels if self.method.spec.needs_labels else None)
+        out, backward = self._forward(views, labels if self.method.reads_labels else None)
         optimizer.zero_grad(set_to_none=True)
         # Checked before the optimiser step, so a NaN never reaches the weights or a checkpoint.
         if not self._finite_everywhere([out.loss]):
