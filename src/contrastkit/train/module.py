@@ -19,6 +19,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from .. import __version__
 from ..methods import Method, StepOutput
+from ..methods.monitor import FeatureRank
 from .config import PretrainConfig
 from .data import EpochBatches, PretrainData, epoch_seed
 from .errors import NonFiniteLossError
@@ -44,6 +45,7 @@ class PretrainModule(L.LightningModule):
         self._last_step_time: float | None = None
         self._epoch_start = 0.0
         self.skipped_nonfinite = 0  # optimiser steps skipped for a non-finite loss or gradient
+        self.feature_rank = FeatureRank()  # collapse monitor over the epoch's probe features
 
     # --- data ---------------------------------------------------------------------------
 
@@ -119,6 +121,7 @@ class PretrainModule(L.LightningModule):
         optimizer.step()
         scheduler.step()
         self.method.after_optimizer_step()
+        self.feature_rank.add(out.features)
         if self.probe is not None:
             probe_loss = self.probe.train_step(out.features, labels)
             self.log("probe/loss", probe_loss, on_step=False, on_epoch=True, sync_dist=True)
@@ -192,6 +195,10 @@ class PretrainModule(L.LightningModule):
         self._last_step_time = None  # do not count validation time as step time
         seconds = time.perf_counter() - self._epoch_start
         self.log("time/epoch_s", seconds, on_epoch=True, sync_dist=True)
+        rank = self.feature_rank.effective_rank()
+        if rank is not None:
+            self.log("train/feature_rank", rank, on_epoch=True, sync_dist=True)
+        self.feature_rank.reset()
         self.log(
             "train/skipped_nonfinite", float(self.skipped_nonfinite), on_epoch=True, sync_dist=True
         )
