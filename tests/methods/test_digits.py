@@ -1,4 +1,8 @@
-"""`contrastkit pretrain --method NAME` on the embedded digits beats the untrained encoder (kNN)."""
+"""`contrastkit pretrain --method NAME` on the embedded digits beats the untrained encoder.
+
+The linear protocol decides: on digits the untrained small CNN's kNN top-1 (0.83) is above what
+several trained methods reach (README's demo table), while its linear top-1 (0.79) is not.
+"""
 
 from __future__ import annotations
 
@@ -9,21 +13,14 @@ import pytest
 from contrastkit import cli
 from contrastkit.eval.runner import evaluate
 
-NEW_METHODS = (
-    # Measured: after 8 epochs BYOL's kNN top-1 equals the untrained encoder's (0.830); it needs
-    # a longer schedule than this test affords.
-    pytest.param("byol", marks=pytest.mark.xfail(reason="8 epochs do not lift BYOL on digits")),
-    "moco_v2",
-    "moco_v3",
-    "nnclr",
-    "lejepa",
-)
+NEW_METHODS = ("byol", "moco_v2", "moco_v3", "nnclr", "lejepa")
+LINEAR = {"epochs": 10}
 
 
 @pytest.fixture(scope="module")
 def untrained_top1(tmp_path_factory: pytest.TempPathFactory) -> float:
-    out = tmp_path_factory.mktemp("random") / "knn.json"
-    return evaluate("random:small-cnn", "knn", out=str(out))["top1"]
+    out = tmp_path_factory.mktemp("random") / "linear.json"
+    return evaluate("random:small-cnn", "linear", out=str(out), **LINEAR)["top1"]
 
 
 @pytest.mark.slow
@@ -37,5 +34,6 @@ def test_pretraining_beats_the_untrained_encoder(
     args += ["predictor_hidden_dim=128", "optimizer=adam", "lr=1e-3", "weight_decay=0"]
     args += ["probe=false", "warmup_epochs=0"]
     assert cli.main(args) == 0
-    record = evaluate(str(tmp_path / "last.ckpt"), "knn", out=str(tmp_path / "knn.json"))
-    assert record["top1"] > untrained_top1, (record["top1"], untrained_top1)
+    out = str(tmp_path / "linear.json")
+    record = evaluate(str(tmp_path / "last.ckpt"), "linear", out=out, **LINEAR)
+    assert record["top1"] > untrained_top1 + 0.05, (record["top1"], untrained_top1)

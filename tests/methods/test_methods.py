@@ -134,3 +134,23 @@ def test_the_step_reports_z_std_and_the_loss_terms() -> None:
     expected = torch.nn.functional.normalize(method.projector(method.backbone(views[0])), dim=1)
     assert out.components["z_std"].item() == pytest.approx(expected.std(0).mean().item(), rel=1e-5)
     assert {"invariance", "sigreg"} <= set(out.components)
+
+
+def test_nnclr_logs_how_often_the_neighbour_has_the_query_label() -> None:
+    """After one step the support set holds view 0's projections with their labels: the
+    share equals the one counted by hand from the nearest support rows."""
+    method = _method("nnclr", queue_size=64).eval()
+    views, labels = _views()
+    method(views, labels)
+    method.after_optimizer_step()
+    assert method.queue.row_labels().tolist() == labels.tolist()
+    shifted = [v.roll(1, dims=0) for v in views]
+    out = method(shifted, labels)
+    z = torch.nn.functional.normalize(method.projector(method.backbone(shifted[0])), dim=1)
+    support = torch.nn.functional.normalize(method.queue.rows(0), dim=1)
+    nearest = (z @ support.T).argmax(dim=1)
+    expected = (labels[nearest] == labels).float().mean()
+    assert out.components["nn_label_share"].item() == pytest.approx(expected.item())
+    # rolled by one, each query's neighbour is the previous sample, of another label (i − 1 mod 4)
+    assert expected.item() == 0.0 and (nearest == torch.arange(32).roll(1)).all()
+    assert method(views, labels).components["nn_label_share"].item() == 1.0  # itself

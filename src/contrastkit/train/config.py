@@ -217,6 +217,10 @@ class PretrainConfig:
             raise ConfigError(
                 f"temperature={self.temperature}: {module.__name__} has no temperature"
             )
+        if self.gamma_decay_steps and "gamma_decay_steps" not in accepted:
+            raise ConfigError(
+                f"gamma_decay_steps={self.gamma_decay_steps}: {module.__name__} has no γ schedule"
+            )
         try:  # the loss checks its own values (temperature > 0, chunk_size >= 1, ...)
             module(**self.loss_kwargs())
         except (TypeError, ValueError) as error:
