@@ -89,6 +89,12 @@ def swav_step(*scores: Tensor) -> Tensor:
     return L.swav(list(scores), codes)
 
 
+def queue_inputs(n: int, d: int, device: torch.device) -> tuple[Tensor, ...]:
+    """A query/key pair and a queue of 4N normalised rows (MoCo v2's queue, 16× smaller)."""
+    queue = torch.nn.functional.normalize(torch.randn(4 * n, d, device=device), dim=1)
+    return (*two_views(n, d, device), queue)
+
+
 def step_of(fn: LossFn, inputs: tuple[Tensor, ...]) -> Step:
     """Forward+backward of `fn` with respect to every input that requires grad."""
     wrt = tuple(x for x in inputs if x.requires_grad)
@@ -147,6 +153,9 @@ def lightly_losses() -> dict[str, LossFn]:
         "simsiam": lambda p1, p2, z1, z2: (cosine(p1, z2.detach()) + cosine(p2, z1.detach())) / 2,
         "dino": _lightly_dino(peer.DINOLoss),
         "swav": lambda *x: peer.SwaVLoss()(list(x[:GLOBAL_VIEWS]), list(x[GLOBAL_VIEWS:])),
+        # BYOL's 2 − 2·cos is lightly's negative cosine, affinely: timed as lightly's BYOL example.
+        "byol": lambda p, z: 2 + 2 * cosine(p, z.detach()),
+        "moco": _lightly_moco(peer),
     }
 
 
@@ -163,6 +172,23 @@ def _lightly_dino(dino_loss: type) -> LossFn:
         return module(list(x[views:-1]), list(x[:views]))
 
     return call
+
+
+def _lightly_moco(peer: object) -> LossFn:
+    """lightly's MoCo: NTXentLoss with a memory bank, reset to our queue's rows before each call
+    (its forward enqueues the keys, which is part of its time)."""
+    criteria: dict[tuple[int, ...], object] = {}
+
+    def loss(q: Tensor, k: Tensor, queue: Tensor) -> Tensor:
+        if queue.shape not in criteria:
+            size = tuple(queue.shape)
+            criteria[queue.shape] = peer.NTXentLoss(temperature=0.2, memory_bank_size=size)
+        criterion = criteria[queue.shape].to(queue.device)
+        criterion.memory_bank.bank.copy_(queue)
+        criterion.memory_bank.bank_ptr.zero_()
+        return criterion(q, k.detach())
+
+    return loss
 
 
 @dataclass(frozen=True)
@@ -197,6 +223,23 @@ BENCHES = [
     ),
     Bench("dino", dino_step, matmul_floor(view_pairs), dino_inputs),
     Bench("swav", swav_step, matmul_floor(view_pairs), prototype_scores),
+    Bench("byol", L.byol, rowdot_floor),
+    Bench(
+        "moco",
+        lambda q, k, queue: L.moco(q, k, queue),
+        matmul_floor(lambda n, d: [(n, d, 4 * n)] * 2),
+        queue_inputs,
+    ),
+    Bench("moco_v3", L.moco_v3, matmul_floor(similarity(1, 1))),
+    Bench(
+        "nnclr",
+        lambda z, p: L.nnclr(z, p, z),
+        matmul_floor(similarity(1, 1, count=2)),
+    ),
+    # SIGReg's floor: projecting both views on its 256 directions.
+    Bench(
+        "lejepa", lambda z1, z2: L.lejepa([z1, z2], 2), matmul_floor(lambda n, d: [(2 * n, d, 256)])
+    ),
     Bench(
         "uniformity",
         L.uniformity,

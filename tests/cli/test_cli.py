@@ -61,7 +61,7 @@ def _contrastkit(*args: str, cwd: Path | None = None) -> subprocess.CompletedPro
 @pytest.mark.parametrize(
     ("args", "named"),
     [
-        (["--method", "byol"], "'byol'"),
+        (["--method", "swav_v9"], "'swav_v9'"),
         (["--loss", "hinge"], "'hinge'"),
         (["--backbone", "vit"], "'vit'"),
         (["--dataset", "mnist3d"], "'mnist3d'"),
@@ -101,7 +101,7 @@ def test_pretrain_writes_a_checkpoint_and_says_where(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "named", "valid"),
     [
-        (["--method", "byol"], "'byol'", "valid: simclr"),
+        (["--method", "swav_v9"], "'swav_v9'", "valid: simclr"),
         (["--loss", "hinge"], "'hinge'", "valid: nt_xent"),
         (["--backbone", "vit"], "'vit'", "valid: resnet18, resnet50"),
         (["--dataset", "mnist3d"], "'mnist3d'", "valid: digits"),

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from contrastkit.models import EMA, cosine_momentum
+from contrastkit.models import EMA, EMASchedule, cosine_momentum
 
 
 def online_net() -> nn.Sequential:
@@ -129,3 +129,65 @@ def test_cosine_momentum_rises_monotonically_and_holds_after_the_end() -> None:
 def test_cosine_momentum_rejects_bad_steps(step: int, total: int) -> None:
     with pytest.raises(ValueError, match=str(min(step, total))):
         cosine_momentum(step, total)
+
+
+# --- schedule options (ema_final, ema_schedule, ema_update_after_step, ema_update_every,
+# ema_buffers), against values computed by hand --------------------------------------------
+
+
+def scalar_ema() -> EMA:
+    """A one-weight online network (w = 1) whose target starts at 0, and a BN-like buffer."""
+    online = nn.Linear(1, 1, bias=False)
+    online.register_buffer("stat", torch.tensor([8.0]))
+    with torch.no_grad():
+        online.weight.fill_(1.0)
+    ema = EMA(online)
+    with torch.no_grad():
+        ema.target.weight.zero_()
+        ema.target.stat.zero_()
+    return ema
+
+
+def test_constant_schedule_copies_before_the_start_step_then_updates_every_nth() -> None:
+    schedule = EMASchedule(base=0.5, schedule="constant", update_after_step=2, update_every=2)
+    ema = scalar_ema()
+    seen = []
+    for step in range(6):
+        with torch.no_grad():
+            ema.target.weight.zero_()
+        schedule.apply(ema, step, 100)
+        seen.append(ema.target.weight.item())
+    # steps 0, 1 copy (w = 1); then steps s with (s + 1) % 2 == 0 move 0 → 0.5·0 + 0.5·1
+    assert seen == [1.0, 1.0, 0.0, 0.5, 0.0, 0.5]
+
+
+def test_cosine_schedule_reaches_ema_final() -> None:
+    schedule = EMASchedule(base=0.9, final=0.99)
+    assert schedule.momentum(0, 10) == pytest.approx(0.9)
+    assert schedule.momentum(10, 10) == pytest.approx(0.99)
+    assert EMASchedule(base=0.9, schedule="constant").momentum(5, 10) == 0.9
+
+
+def test_buffers_average_with_the_same_momentum_or_copy() -> None:
+    ema = scalar_ema()
+    EMASchedule(base=0.75, schedule="constant", buffers="average").apply(ema, 0, 10)
+    assert ema.target.stat.item() == 0.25 * 8.0 and ema.target.weight.item() == 0.25
+    ema = scalar_ema()
+    EMASchedule(base=0.75, schedule="constant").apply(ema, 0, 10)
+    assert ema.target.stat.item() == 8.0
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"base": 1.5}, "ema_base=1.5"),
+        ({"final": -0.1}, "ema_final=-0.1"),
+        ({"schedule": "linear"}, "'linear'"),
+        ({"update_every": 0}, "ema_update_every=0"),
+        ({"update_after_step": -1}, "ema_update_after_step=-1"),
+        ({"buffers": "mean"}, "'mean'"),
+    ],
+)
+def test_bad_schedule_options_are_named(options: dict, named: str) -> None:
+    with pytest.raises(ValueError, match=named):
+        EMASchedule(**options)

@@ -59,6 +59,23 @@ EXPECTED = {
         512,
         [("linear", 512, 512, True), ("relu",), ("linear", 512, 128, True)],
     ),
+    "byol": (512, [*hidden(512, 4096), ("linear", 4096, 256, True)]),
+    "byol_predictor": (256, [*hidden(256, 4096), ("linear", 4096, 256, True)]),
+    "moco_v2": (512, [("linear", 512, 2048, True), ("relu",), ("linear", 2048, 128, True)]),
+    "moco_v3": (
+        512,
+        [*hidden(512, 4096), *hidden(4096, 4096), ("linear", 4096, 256, False), ("bn", 256, False)],
+    ),
+    "moco_v3_predictor": (
+        256,
+        [*hidden(256, 4096), ("linear", 4096, 256, False), ("bn", 256, False)],
+    ),
+    "nnclr": (
+        512,
+        [*hidden(512, 2048), *hidden(2048, 2048), ("linear", 2048, 256, False), ("bn", 256, False)],
+    ),
+    "nnclr_predictor": (256, [*hidden(256, 4096), ("linear", 4096, 256, True)]),
+    "lejepa": (512, [*hidden(512, 2048), *hidden(2048, 2048), ("linear", 2048, 128, True)]),
 }
 
 
@@ -100,8 +117,8 @@ def test_unknown_override_is_a_type_error() -> None:
 
 
 def test_unknown_preset_names_the_value_and_the_valid_names() -> None:
-    with pytest.raises(ValueError, match="'byol'") as error:
-        head_preset("byol", 32)
+    with pytest.raises(ValueError, match="'swav_v9'") as error:
+        head_preset("swav_v9", 32)
     assert all(name in str(error.value) for name in HEAD_PRESETS)
 
 

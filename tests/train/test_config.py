@@ -40,7 +40,7 @@ def test_loss_options_and_the_temperature_shortcut_reach_the_loss() -> None:
 @pytest.mark.parametrize(
     ("values", "named"),
     [
-        ({"method": "byol"}, "'byol'"),
+        ({"method": "swav_v9"}, "'swav_v9'"),
         ({"loss": "hinge"}, "'hinge'"),
         ({"backbone": "vit"}, "'vit'"),
         ({"dataset": "mnist3d"}, "'mnist3d'"),

@@ -44,6 +44,11 @@ CASES = [
     ("supcon", None),
     ("relic", None),
     ("supervised", None),
+    ("byol", None),
+    ("moco_v2", None),
+    ("moco_v3", None),
+    ("nnclr", None),
+    ("lejepa", None),
 ]
 NO_BN_HEAD = {"hidden_dim": 32, "out_dim": 16, "batch_norm": False, "last_bn": False}
 EXACT = {"rtol": 0.0, "atol": 1e-6}
@@ -68,14 +73,16 @@ def tiny_backbone(dropout: float = 0.0) -> Backbone:
 def new_method(name: str, loss: str | None = None, backbone: Backbone | None = None) -> Method:
     """`name` in float64 on `backbone` (default: the BN-free tiny one) with BN-free heads."""
     torch.manual_seed(0)
-    return build_method(
+    method = build_method(
         name,
         backbone or tiny_backbone(),
         loss=loss,
         num_classes=4,
         projector_options=None if name == "supervised" else NO_BN_HEAD,
-        predictor_options={"hidden_dim": 8, "batch_norm": False},
+        predictor_options={"hidden_dim": 8, "batch_norm": False, "last_bn": False},
     ).double()
+    method.set_step(0, 10)  # as the trainer does: the step's schedules (LeJEPA's directions)
+    return method
 
 
 def make_views(name: str, batch: int = BATCH) -> tuple[list[Tensor], Tensor]:

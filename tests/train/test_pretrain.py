@@ -23,6 +23,8 @@ from .small_run import small_config
 COMPONENTS = {
     "vicreg": ("invariance", "variance", "covariance"),
     "barlow_twins": ("on_diagonal", "off_diagonal"),
+    "lejepa": ("invariance", "sigreg"),
+    "nnclr": ("nn_label_share",),
 }
 
 
@@ -149,6 +151,7 @@ def test_every_method_trains_an_epoch_and_logs_a_finite_loss(tmp_path: Path, met
     assert math.isfinite(result.metrics["train/loss_epoch"])
     losses = _logged(result, "train/loss_epoch")
     assert len(losses) == 1 and math.isfinite(losses[0])
-    for name in COMPONENTS.get(method, ()):
+    monitors = ("feature_rank",) if method == "supervised" else ("z_std", "feature_rank")
+    for name in (*COMPONENTS.get(method, ()), *monitors):
         values = _logged(result, f"train/{name}")
         assert len(values) == 1 and math.isfinite(values[0]), name

@@ -33,9 +33,15 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["simclr", "relic"])
+@pytest.mark.parametrize(
+    "method", ["simclr", "relic", "byol", "moco_v2", "moco_v3", "nnclr", "lejepa"]
+)
 def test_resume_after_a_stop_reproduces_the_uninterrupted_run(tmp_path: Path, method: str) -> None:
+    """Queues of 200 rows (not a multiple of the batch, wrapped within an epoch) and EMA
+    targets are part of the state; LeJEPA's directions follow the step."""
     extra = {"gamma_decay_steps": 10, "loss.gamma": 1.0} if method == "relic" else {}
+    if method in ("moco_v2", "nnclr"):
+        extra["queue_size"] = 200
     pretrain(_config(tmp_path / "straight", method, **extra))
     pretrain(_config(tmp_path / "stopped", method, **extra), callbacks=[_StopAfterFirstEpoch()])
     interrupted = _weights(tmp_path / "stopped" / "last.ckpt")

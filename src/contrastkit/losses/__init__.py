@@ -6,12 +6,16 @@ statistics) from all ranks with gradients that flow back to the rank that produc
 """
 
 from .barlow_twins import BarlowTwinsLoss, barlow_twins, barlow_twins_terms
+from .byol import BYOLLoss, byol
 from .decoupled import DCLLoss, DCLSymmetricLoss, DCLWLoss, dcl, dcl_symmetric, dclw
 from .dino import DINOLoss, dino, dino_center, teacher_temperature
 from .geometry import AlignmentLoss, UniformityLoss, alignment, uniformity
 from .hyperspherical import DHELLoss, KCLLoss, dhel, kcl
 from .infonce import InfoNCELoss, NTXentLoss, info_nce, nt_xent
+from .lejepa import LeJEPALoss, draw_directions, lejepa, lejepa_terms, sigreg
+from .moco import MoCoLoss, MoCoV3Loss, moco, moco_v3
 from .multicrop import NTXentMulticropLoss, nt_xent_multicrop
+from .nnclr import NNCLRLoss, nearest_neighbour_index, nnclr
 from .sigmoid import SigmoidLoss, cosine_gamma, sigmoid, sigmoid_terms
 from .simsiam import SimSiamLoss, simsiam
 from .sinkhorn import sinkhorn
@@ -41,6 +45,12 @@ LOSS_FUNCTIONS = {
         # DINO and SwAV: lists of views
         dino,
         swav,
+        byol,
+        moco,
+        moco_v3,
+        nnclr,
+        sigreg,
+        lejepa,
     )
 }
 
@@ -62,12 +72,18 @@ LOSS_MODULES = {
     # DINO and SwAV: lists of views
     "dino": DINOLoss,
     "swav": SwAVLoss,
+    "byol": BYOLLoss,
+    "moco": MoCoLoss,
+    "moco_v3": MoCoV3Loss,
+    "nnclr": NNCLRLoss,
+    "lejepa": LeJEPALoss,
 }
 
 __all__ = [
     "LOSS_FUNCTIONS",
     "LOSS_MODULES",
     "AlignmentLoss",
+    "BYOLLoss",
     "BarlowTwinsLoss",
     "DCLLoss",
     "DCLSymmetricLoss",
@@ -76,6 +92,10 @@ __all__ = [
     "DINOLoss",
     "InfoNCELoss",
     "KCLLoss",
+    "LeJEPALoss",
+    "MoCoLoss",
+    "MoCoV3Loss",
+    "NNCLRLoss",
     "NTXentLoss",
     "NTXentMulticropLoss",
     "SigmoidLoss",
@@ -87,6 +107,7 @@ __all__ = [
     "alignment",
     "barlow_twins",
     "barlow_twins_terms",
+    "byol",
     "cosine_gamma",
     "dcl",
     "dcl_symmetric",
@@ -94,12 +115,20 @@ __all__ = [
     "dhel",
     "dino",
     "dino_center",
+    "draw_directions",
     "info_nce",
     "kcl",
+    "lejepa",
+    "lejepa_terms",
+    "moco",
+    "moco_v3",
+    "nearest_neighbour_index",
+    "nnclr",
     "nt_xent",
     "nt_xent_multicrop",
     "sigmoid",
     "sigmoid_terms",
+    "sigreg",
     "simsiam",
     "sinkhorn",
     "supcon",

@@ -75,15 +75,18 @@ def barlow_twins(z1: Tensor, z2: Tensor, lambd: float = 5e-3, gather: bool = Tru
 
 
 class BarlowTwinsLoss(nn.Module):
-    """Module form of :func:`barlow_twins`; `components` holds the last call's unweighted terms."""
+    """Module form of :func:`barlow_twins`; `forward_with_terms` also returns the unweighted
+    terms, for the log."""
 
     def __init__(self, lambd: float = 5e-3, gather: bool = True):
         super().__init__()
         check_non_negative("lambd", lambd)
         self.lambd, self.gather = lambd, gather
-        self.components: dict[str, Tensor] = {}
+
+    def forward_with_terms(self, z1: Tensor, z2: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        terms = barlow_twins_terms(z1, z2, self.gather)
+        loss = terms["on_diagonal"] + self.lambd * terms["off_diagonal"]
+        return loss, {k: v.detach() for k, v in terms.items()}
 
     def forward(self, z1: Tensor, z2: Tensor) -> Tensor:
-        terms = barlow_twins_terms(z1, z2, self.gather)
-        self.components = {k: v.detach() for k, v in terms.items()}
-        return terms["on_diagonal"] + self.lambd * terms["off_diagonal"]
+        return self.forward_with_terms(z1, z2)[0]

@@ -112,3 +112,41 @@ def max_over_ranks(x: Tensor, gather: bool = True) -> Tensor:
     top = x.detach().clone()
     dist.all_reduce(top, op=dist.ReduceOp.MAX)
     return top
+
+
+class _MeanOverRanks(torch.autograd.Function):
+    """all_reduce mean whose backward is the mean of the incoming gradients over ranks.
+
+    Each rank's loss reads the same mean, so the gradient of the sum of the rank losses with
+    respect to one rank's contribution is Σ_ranks g / world: one all_reduce and a division.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:  # type: ignore[override]
+        x = x.clone()
+        dist.all_reduce(x, op=dist.ReduceOp.SUM)
+        return x / dist.get_world_size()
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:  # type: ignore[override]
+        grad = grad.clone()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        return grad / dist.get_world_size()
+
+
+def mean_over_ranks(x: Tensor, gather: bool = True) -> Tensor:
+    """The mean of `x` over all ranks (every rank passes the same shape), differentiably.
+
+    A statistic of the global batch from per-rank means over equal numbers of rows.
+    """
+    if not is_gathering(gather):
+        return x
+    return _MeanOverRanks.apply(x)
+
+
+def broadcast_from_first(x: Tensor) -> Tensor:
+    """Rank 0's `x` on every rank (no gradient), so that random draws agree across ranks."""
+    if world_size() > 1:
+        x = x.contiguous()
+        dist.broadcast(x, src=0)
+    return x

@@ -288,8 +288,9 @@ class SigmoidLoss(nn.Module):
     The scale is stored as its logarithm (init log 10) so it stays positive; the bias starts at
     −10 so the many negatives do not dominate the first steps. `max_scale` caps the scale
     (exp(log scale) clamped, the sigmoid seed's `max_tau` 5, through which no gradient flows
-    while capped). `gamma` may be changed between calls (a schedule); `components` holds the
-    last call's unweighted terms and the scale/bias.
+    while capped). With `gamma_decay_steps > 0`, `set_step` decays γ from `gamma` to 0 by a half
+    cosine (`cosine_gamma`); `forward_with_terms` also returns the unweighted terms and the scale
+    and bias, for the log.
 
     `penalty_filtering` is the seed's option: once `set_step` has reported a step past
     `filtering_warmup_steps`, the pairwise term keeps only the positives and the negatives whose
@@ -309,6 +310,7 @@ class SigmoidLoss(nn.Module):
         penalty_filtering: bool = False,
         filtering_threshold: float = 0.05,
         filtering_warmup_steps: int = 5000,
+        gamma_decay_steps: int = 0,
     ):
         super().__init__()
         check_positive("init_scale", init_scale)
@@ -316,6 +318,7 @@ class SigmoidLoss(nn.Module):
             check_positive("max_scale", max_scale)
         check_non_negative("filtering_threshold", filtering_threshold)
         check_non_negative("filtering_warmup_steps", filtering_warmup_steps)
+        check_non_negative("gamma_decay_steps", gamma_decay_steps)
         check_chunk_size(chunk_size)
         check_non_negative("gamma", gamma)
         check_non_negative("kl_weight", kl_weight)
@@ -327,14 +330,19 @@ class SigmoidLoss(nn.Module):
         self.chunk_size, self.max_scale = chunk_size, max_scale
         self.penalty_filtering, self.filtering_threshold = penalty_filtering, filtering_threshold
         self.filtering_warmup_steps = filtering_warmup_steps
+        self.initial_gamma, self.gamma_decay_steps = gamma, gamma_decay_steps
         self.step = 0
-        self.components: dict[str, Tensor] = {}
 
-    def set_step(self, step: int) -> None:
-        """The optimiser step about to run, for penalty filtering's warm-up."""
+    def set_step(self, step: int, total_steps: int) -> None:
+        """The optimiser step about to run: γ's half-cosine decay over `gamma_decay_steps`, and
+        penalty filtering's warm-up."""
         self.step = step
+        self.gamma = cosine_gamma(step, self.initial_gamma, self.gamma_decay_steps)
 
     def forward(self, z1: Tensor, z2: Tensor) -> Tensor:
+        return self.forward_with_terms(z1, z2)[0]
+
+    def forward_with_terms(self, z1: Tensor, z2: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         scale = self.log_scale.exp()
         if self.max_scale is not None:
             scale = scale.clamp(max=self.max_scale)
@@ -350,6 +358,6 @@ class SigmoidLoss(nn.Module):
             chunk_size=self.chunk_size,
             filter_threshold=self.filtering_threshold if filtering else None,
         )
-        self.components = {k: v.detach() for k, v in terms.items()}
-        self.components.update(scale=scale.detach(), bias=self.bias.detach())
-        return _weighted(terms, self.kl_weight)
+        logged = {k: v.detach() for k, v in terms.items()}
+        logged.update(scale=scale.detach(), bias=self.bias.detach())
+        return _weighted(terms, self.kl_weight), logged

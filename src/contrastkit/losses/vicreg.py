@@ -109,7 +109,8 @@ def _weighted(
 
 
 class VICRegLoss(nn.Module):
-    """Module form of :func:`vicreg`; `components` holds the last call's unweighted terms."""
+    """Module form of :func:`vicreg`; `forward_with_terms` also returns the unweighted terms,
+    for the log."""
 
     def __init__(
         self,
@@ -122,9 +123,11 @@ class VICRegLoss(nn.Module):
         _check_weights(sim_weight, var_weight, cov_weight)
         self.sim_weight, self.var_weight, self.cov_weight = sim_weight, var_weight, cov_weight
         self.gather = gather
-        self.components: dict[str, Tensor] = {}
+
+    def forward_with_terms(self, z1: Tensor, z2: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        terms = vicreg_terms(z1, z2, self.gather)
+        loss = _weighted(terms, self.sim_weight, self.var_weight, self.cov_weight)
+        return loss, {k: v.detach() for k, v in terms.items()}
 
     def forward(self, z1: Tensor, z2: Tensor) -> Tensor:
-        terms = vicreg_terms(z1, z2, self.gather)
-        self.components = {k: v.detach() for k, v in terms.items()}
-        return _weighted(terms, self.sim_weight, self.var_weight, self.cov_weight)
+        return self.forward_with_terms(z1, z2)[0]

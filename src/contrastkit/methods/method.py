@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
@@ -11,12 +11,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..losses import LOSS_MODULES
-from ..losses.sigmoid import cosine_gamma
 from ..models.backbones import Backbone
-from ..models.ema import EMA, cosine_momentum
+from ..models.ema import EMA, EMASchedule
 from ..models.heads import head_preset
-from .pairing import online_target_pairs, view_pairs
-from .spec import METHODS, MethodSpec
+from .pairing import Batch
+from .queue import Queue
+from .spec import METHODS, PAIR_REDUCTIONS, MethodSpec
 
 
 @dataclass
@@ -75,11 +75,12 @@ class Embeddings:
 
 
 class Method(nn.Module):
-    """Backbone + projector (+ predictor, EMA target or classifier) + loss, per `spec`.
+    """Backbone + projector (+ predictor, EMA target, queue or classifier) + loss, per `spec`.
 
-    The trainer calls `set_step` before each step (schedules), `forward(views, labels)` for the
-    loss, and `after_optimizer_step` after the update (EMA). `forward` is `loss_from(embed(...))`:
-    gradient caching calls the two halves itself.
+    What the method needs and how its views meet come from `spec.pairing`; the trainer calls
+    `set_step` before each step (schedules of the EMA and of the loss), `forward(views, labels)`
+    for the loss, and `after_optimizer_step` after the update (EMA, queue). `forward` is
+    `loss_from(embed(...))`: gradient caching calls the two halves itself.
     """
 
     views_in_one_batch: bool = False
@@ -96,16 +97,23 @@ class Method(nn.Module):
         num_classes: int | None = None,
         projector_options: dict[str, Any] | None = None,
         predictor_options: dict[str, Any] | None = None,
-        ema_base: float = 0.99,
-        gamma_decay_steps: int = 0,
+        ema: EMASchedule | None = None,
+        queue_size: int | None = None,
+        pair_reduction: str | None = None,
     ):
         super().__init__()
-        self.spec = spec
+        self.spec, self.pairing = spec, spec.pairing
         self.loss_name = loss or spec.default_loss
         if self.loss_name not in spec.losses:
             raise ValueError(
                 f"method {spec.name!r} cannot train with loss {self.loss_name!r}; "
                 f"valid: {', '.join(spec.losses)}"
+            )
+        self.pair_reduction = pair_reduction or spec.pair_reduction
+        if self.pair_reduction not in PAIR_REDUCTIONS:
+            raise ValueError(
+                f"unknown pair_reduction {self.pair_reduction!r}; "
+                f"valid: {', '.join(PAIR_REDUCTIONS)}"
             )
         self.n_global = n_global
         self.backbone = backbone
@@ -122,33 +130,40 @@ class Method(nn.Module):
             self.predictor = head_preset(spec.predictor, dim, **options)
         self.criterion = _build_criterion(self.loss_name, loss_options or {})
         self.classifier = None
-        if spec.pairing == "classify":
+        if self.pairing.classifier:
             if not num_classes:
                 raise ValueError("the supervised baseline needs num_classes >= 1")
             self.classifier = nn.Linear(backbone.feature_dim, num_classes)
-        self.target = (
-            EMA(nn.Sequential(backbone, self.projector))
-            if spec.pairing == "online_target"
-            else None
-        )
-        self.ema_base, self.gamma_decay_steps = ema_base, gamma_decay_steps
-        self.initial_gamma = float(getattr(self.criterion, "gamma", 0.0))
-        self._momentum = ema_base
+        self.target = EMA(nn.Sequential(backbone, self.projector)) if self.pairing.target else None
+        self.ema = ema or EMASchedule()
+        self.queue = None
+        if self.pairing.queue_size:
+            size = queue_size or self.pairing.queue_size
+            count = self.pairing.queue_count(n_global)
+            self.queue = Queue(size, _out_dim(self.projector), count)
+        self._step, self._total_steps = 0, 1
+        self._pending: tuple[Tensor, Tensor | None] | None = None
+
+    @property
+    def reads_labels(self) -> bool:
+        """Whether `forward` should be given the labels: for the loss, or for a logged figure."""
+        return self.spec.needs_labels or self.pairing.reads_labels
 
     def set_step(self, step: int, total_steps: int) -> None:
-        """Apply the step's schedules: the EMA momentum and the sigmoid loss's γ."""
-        if self.target is not None:
-            self._momentum = cosine_momentum(step, max(1, total_steps), base=self.ema_base)
-        if hasattr(self.criterion, "set_step"):  # schedules the loss owns
-            self.criterion.set_step(step)
-        if self.gamma_decay_steps > 0 and hasattr(self.criterion, "gamma"):
-            self.criterion.gamma = cosine_gamma(step, self.initial_gamma, self.gamma_decay_steps)
+        """Apply the step's schedules: the EMA momentum's, and the loss's own (sigmoid γ)."""
+        self._step, self._total_steps = step, max(1, total_steps)
+        loss_schedule = getattr(self.criterion, "set_step", None)
+        if loss_schedule is not None:
+            loss_schedule(step, total_steps)
 
     @torch.no_grad()
     def after_optimizer_step(self) -> None:
-        """Move the EMA target towards the online network."""
+        """Move the EMA target towards the online network; push this step's keys to the queue."""
         if self.target is not None:
-            self.target.update(self._momentum)
+            self.ema.apply(self.target, self._step, self._total_steps)
+        if self.queue is not None and self._pending is not None:
+            self.queue.push(*self._pending)
+        self._pending = None
 
     def forward(self, views: Sequence[Tensor], labels: Tensor | None = None) -> StepOutput:
         """The loss over the views: `loss_from(embed(views))`."""
@@ -180,44 +195,35 @@ class Method(nn.Module):
     def loss_from(
         self, embeddings: Embeddings, labels: Tensor | None = None
     ) -> tuple[Tensor, dict[str, Tensor]]:
-        """The loss over a whole batch's embeddings, and the loss's own components."""
+        """The loss over a whole batch's embeddings and the figures for the log: the loss's
+        terms (mean over pairs), the pairing's own, and `z_std` (collapse monitor).
+
+        Called once per optimiser step, so the keys it leaves for the queue are pushed once
+        per step, by `after_optimizer_step`.
+        """
         if self.spec.needs_labels and labels is None:
             raise ValueError(f"method {self.spec.name!r} needs labels")
-        if embeddings.logits is not None:
-            return F.cross_entropy(embeddings.logits, labels), {}
-        z = embeddings.z
-        if self.spec.pairing == "stacked":
-            loss = self.criterion(torch.stack(z, dim=1), labels)
-            return loss, dict(getattr(self.criterion, "components", {}))
-        if self.spec.pairing == "online_target":
-            targets = embeddings.targets
-            if targets is None:
-                raise ValueError(f"method {self.spec.name!r} needs the EMA target's embeddings")
-            pairs = online_target_pairs(len(z), self.n_global)
-            return self._mean(lambda i, j: self.criterion(z[i], targets[j]), pairs)
-        pairs = view_pairs(len(z), self.n_global)
-        if self.spec.pairing == "predictor":
-            p = embeddings.p
-            return self._mean(lambda i, j: self.criterion(p[i], p[j], z[i], z[j]), pairs)
-        return self._mean(lambda i, j: self.criterion(z[i], z[j]), pairs)
+        n_views = len(embeddings.z) if embeddings.logits is None else 1
+        if n_views < self.pairing.min_views:
+            raise ValueError(f"method {self.spec.name!r} needs at least 2 views")
+        batch = Batch(embeddings, labels, self.n_global, self.criterion, self.queue)
+        losses, parts = self.pairing.losses(batch)
+        if not losses:
+            raise ValueError(f"method {self.spec.name!r} needs at least 2 views")
+        stacked = torch.stack(losses)
+        loss = stacked.sum() if self.pair_reduction == "sum" else stacked.mean()
+        components = {k: torch.stack([part[k] for part in parts]).mean() for k in parts[0]}
+        components.update(self.pairing.extra_terms(batch))
+        if embeddings.z:
+            components["z_std"] = z_std(embeddings.z[0])
+        entries = self.pairing.queue_entries(batch) if self.queue is not None else None
+        self._pending = None if entries is None else (entries, labels)
+        return loss, components
 
     def online_modules(self) -> list[nn.Module]:
         """The modules `embed` runs with a graph: all but the EMA target."""
         heads = (self.projector, self.predictor, self.classifier)
         return [self.backbone, *(m for m in heads if m is not None)]
-
-    def _mean(
-        self, pair_loss: Callable[[int, int], Tensor], pairs: list[tuple[int, int]]
-    ) -> tuple[Tensor, dict[str, Tensor]]:
-        """Mean loss over view pairs, and the mean of the loss's own components."""
-        if not pairs:
-            raise ValueError(f"method {self.spec.name!r} needs at least 2 views")
-        losses, parts = [], []
-        for i, j in pairs:
-            losses.append(pair_loss(i, j))
-            parts.append(dict(getattr(self.criterion, "components", {})))
-        components = {k: torch.stack([part[k] for part in parts]).mean() for k in parts[0]}
-        return torch.stack(losses).mean(), components
 
     def param_groups(self, fixed_predictor_lr: bool = False) -> list[dict[str, Any]]:
         """Named parameter lists by role; the predictor may keep a fixed learning rate (SimSiam)."""
@@ -259,6 +265,13 @@ def _in_groups(network: nn.Module, inputs: Sequence[Tensor], groups: list[list[i
         for i, part in zip(indices, joined.chunk(len(indices)), strict=True):
             outputs[i] = part
     return outputs
+
+
+def z_std(z: Tensor) -> Tensor:
+    """Mean over dimensions of the batch std of the L2-normalised projections (solo-learn's
+    `z_std`): 1/√D for spread-out embeddings, 0 when they collapse to one point."""
+    with torch.no_grad():
+        return F.normalize(z.float(), dim=1).std(dim=0).mean()
 
 
 def _out_dim(head: nn.Module) -> int:

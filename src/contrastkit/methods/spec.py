@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
 
-Pairing = Literal["pairs", "predictor", "stacked", "online_target", "classify"]
+from .pairing import (
+    Classify,
+    Joint,
+    NearestNeighbour,
+    OnlineTarget,
+    Pairing,
+    PredictorPairs,
+    QueuedTarget,
+    Stacked,
+)
+
+PAIR_REDUCTIONS = ("mean", "sum")
 
 CONTRASTIVE_LOSSES = ("nt_xent", "info_nce", "dcl", "dcl_symmetric", "dclw", "dhel", "kcl")
 
@@ -14,19 +24,25 @@ CONTRASTIVE_LOSSES = ("nt_xent", "info_nce", "dcl", "dcl_symmetric", "dclw", "dh
 class MethodSpec:
     """A self-supervised method, declaratively.
 
-    `pairing` says which views meet: `pairs` (loss on pairs of projections), `predictor`
-    (SimSiam: each view's prediction against the other's projection), `stacked` (all views at
-    once: SupCon, and multi-crop SimCLR with every crop in one matrix), `online_target`
-    (online views against an EMA target's global views, ReLIC), `classify` (supervised
-    cross-entropy on the first view, the baseline).
+    `pairing` (methods/pairing.py) says which views meet and what the method needs besides
+    backbone and projector (EMA target, predictor, queue); `projector` and `predictor` name head
+    presets (models/heads.py); `pair_reduction` combines the view pairs' losses (`mean`, or
+    `sum` as the BYOL and MoCo v3 papers do).
     """
 
     name: str
     losses: tuple[str, ...]
     projector: str | None
-    pairing: Pairing = "pairs"
+    pairing: Pairing = field(default_factory=Pairing)
     predictor: str | None = None
     needs_labels: bool = False
+    pair_reduction: str = "mean"
+
+    def __post_init__(self) -> None:
+        if bool(self.predictor) != self.pairing.predictor:
+            raise ValueError(f"method {self.name!r}: a predictor head iff its pairing needs one")
+        if self.pair_reduction not in PAIR_REDUCTIONS:
+            raise ValueError(f"method {self.name!r}: pair_reduction {self.pair_reduction!r}")
 
     @property
     def default_loss(self) -> str:
@@ -37,15 +53,29 @@ METHODS: dict[str, MethodSpec] = {
     spec.name: spec
     for spec in (
         MethodSpec("simclr", CONTRASTIVE_LOSSES, "simclr"),
-        MethodSpec("simclr_multicrop", ("nt_xent_multicrop",), "simclr", "stacked"),
+        MethodSpec("simclr_multicrop", ("nt_xent_multicrop",), "simclr", Stacked()),
         MethodSpec("barlow_twins", ("barlow_twins",), "barlow_twins"),
         MethodSpec("vicreg", ("vicreg",), "vicreg"),
-        MethodSpec("simsiam", ("simsiam",), "simsiam", "predictor", "simsiam_predictor"),
+        MethodSpec("simsiam", ("simsiam",), "simsiam", PredictorPairs(), "simsiam_predictor"),
         MethodSpec(
-            "supcon", ("supcon", "nt_xent_multicrop"), "supcon", "stacked", needs_labels=True
+            "supcon", ("supcon", "nt_xent_multicrop"), "supcon", Stacked(), needs_labels=True
         ),
-        MethodSpec("relic", ("sigmoid",), "sigmoid", "online_target"),
-        MethodSpec("supervised", ("cross_entropy",), None, "classify", needs_labels=True),
+        MethodSpec("relic", ("sigmoid",), "sigmoid", OnlineTarget()),
+        MethodSpec("supervised", ("cross_entropy",), None, Classify(), needs_labels=True),
+        MethodSpec(
+            "byol", ("byol",), "byol", OnlineTarget(predictor=True), "byol_predictor", False, "sum"
+        ),
+        MethodSpec("moco_v2", ("moco",), "moco_v2", QueuedTarget()),
+        MethodSpec(
+            "moco_v3",
+            ("moco_v3",),
+            "moco_v3",
+            OnlineTarget(predictor=True),
+            "moco_v3_predictor",
+            pair_reduction="sum",
+        ),
+        MethodSpec("nnclr", ("nnclr",), "nnclr", NearestNeighbour(), "nnclr_predictor"),
+        MethodSpec("lejepa", ("lejepa",), "lejepa", Joint()),
     )
 }
 

@@ -4,7 +4,7 @@ Importing this package does not import torchvision; `build_backbone` does, when 
 """
 
 from .backbones import BACKBONES, SMALL_IMAGE_SIZE, Backbone, build_backbone
-from .ema import EMA, cosine_momentum
+from .ema import EMA, EMASchedule, cosine_momentum
 from .heads import HEAD_PRESETS, HeadSpec, head_preset, projection_mlp
 
 __all__ = [
@@ -13,6 +13,7 @@ __all__ = [
     "HEAD_PRESETS",
     "SMALL_IMAGE_SIZE",
     "Backbone",
+    "EMASchedule",
     "HeadSpec",
     "build_backbone",
     "cosine_momentum",

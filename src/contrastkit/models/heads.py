@@ -16,6 +16,15 @@ unless noted; `hidden_dim=None` means "the backbone's feature dim"):
   ReLIC): README "Proj. head dim 64", `--proj_hidden_dim` default 512 in its run_training.py.
 - supcon: 2 layers, hidden = feature dim, out 128, no BN (Linear-ReLU-Linear). Khosla et al.
   2020, HobbitLong/SupContrast `SupConResNet(head="mlp")`.
+- byol, byol_predictor: 2 layers, hidden 4096, out 256. Grill et al. 2020, Sec. 3.3.
+- moco_v2: 2 layers, hidden 2048, out 128, no BN (Linear-ReLU-Linear). Chen et al. 2020
+  (MoCo v2), facebookresearch/moco `--mlp`.
+- moco_v3, moco_v3_predictor: projector 3 layers, predictor 2 layers, hidden 4096, out 256, BN
+  on every hidden layer and an affine-free output BN. Chen, Xie & He 2021 (ResNet setting).
+- nnclr: 3 layers, hidden 2048, out 256, output BN; nnclr_predictor: 4096 hidden, out 256.
+  Dwibedi et al. 2021, Sec. 4 and solo-learn's NNCLR (affine-free output BN here).
+- lejepa: 3 layers, hidden 2048, out 128, BN on the hidden layers. rbalestr-lab/lejepa
+  MINIMAL.md (`MLP(512, [2048, 2048, proj_dim])` with BatchNorm1d).
 """
 
 from __future__ import annotations
@@ -97,6 +106,14 @@ HEAD_PRESETS: dict[str, HeadSpec] = {
     "simsiam_predictor": HeadSpec(hidden_dim=512, out_dim=2048, num_layers=2),
     "sigmoid": HeadSpec(hidden_dim=512, out_dim=64, num_layers=2),
     "supcon": HeadSpec(hidden_dim=None, out_dim=128, num_layers=2, batch_norm=False),
+    "byol": HeadSpec(hidden_dim=4096, out_dim=256, num_layers=2),
+    "byol_predictor": HeadSpec(hidden_dim=4096, out_dim=256, num_layers=2),
+    "moco_v2": HeadSpec(hidden_dim=2048, out_dim=128, num_layers=2, batch_norm=False),
+    "moco_v3": HeadSpec(hidden_dim=4096, out_dim=256, num_layers=3, last_bn=True),
+    "moco_v3_predictor": HeadSpec(hidden_dim=4096, out_dim=256, num_layers=2, last_bn=True),
+    "nnclr": HeadSpec(hidden_dim=2048, out_dim=256, num_layers=3, last_bn=True),
+    "nnclr_predictor": HeadSpec(hidden_dim=4096, out_dim=256, num_layers=2),
+    "lejepa": HeadSpec(hidden_dim=2048, out_dim=128, num_layers=3),
 }
 """Published head defaults by method; sources in the module docstring."""
 

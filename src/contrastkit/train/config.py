@@ -268,6 +268,27 @@ class PretrainConfig:
         default=False,
         metadata={"help": "views of one size pass the backbone together (BN statistics over all)"},
     )
+    ema_final: float = field(default=1.0, metadata={"help": "EMA momentum at the end (cosine)"})
+    ema_schedule: str = field(
+        default="cosine",
+        metadata={"help": "EMA momentum: cosine from ema_base to ema_final, or constant"},
+    )
+    ema_update_after_step: int = field(
+        default=0, metadata={"help": "the EMA target copies the online network before this step"}
+    )
+    ema_update_every: int = field(
+        default=1, metadata={"help": "optimiser steps between EMA updates"}
+    )
+    ema_buffers: str = field(
+        default="copy", metadata={"help": "BN buffers of the EMA target: copy or average"}
+    )
+    queue_size: int | None = field(
+        default=None, metadata={"help": "rows of the MoCo/NNCLR queue (None: the method's default)"}
+    )
+    pair_reduction: str | None = field(
+        default=None,
+        metadata={"help": "mean or sum of the view pairs' losses (None: the method's)"},
+    )
     # [data options]
     # [evaluation options]
     # [backbone options]
@@ -319,12 +340,12 @@ class PretrainConfig:
                 f"image_size={self.image_size}: {dataset} keeps its own size, only image folders "
                 f"are resized ({', '.join(FOLDER_DATASET_NAMES)}); leave image_size unset"
             )
-        if self.n_global + self.n_local < 2 and spec.pairing != "classify":
+        if self.n_global + self.n_local < spec.pairing.min_views:
             raise ConfigError(
                 f"views={self.n_global + self.n_local} (n_global + n_local): "
                 f"method {self.method} needs at least 2 views"
             )
-        if spec.pairing != "classify" and self.batch_size < 2:
+        if spec.pairing.min_views > 1 and self.batch_size < 2:
             raise ConfigError(f"batch_size={self.batch_size}: contrastive training needs >= 2")
         if self.temperature is not None and not self.temperature > 0:
             raise ConfigError(f"temperature={self.temperature}: must be > 0")
@@ -339,6 +360,12 @@ class PretrainConfig:
         # [optimisation checks]
         check_optimisation_options(self)
         # [method checks]
+        from ..methods.options import check_method_options
+
+        try:
+            check_method_options(self)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
         # [data checks]
         # [evaluation checks]
         # [backbone checks]
@@ -372,16 +399,23 @@ class PretrainConfig:
             raise ConfigError(
                 f"temperature={self.temperature}: {module.__name__} has no temperature"
             )
+        if self.gamma_decay_steps and "gamma_decay_steps" not in accepted:
+            raise ConfigError(
+                f"gamma_decay_steps={self.gamma_decay_steps}: {module.__name__} has no γ schedule"
+            )
         try:  # the loss checks its own values (temperature > 0, chunk_size >= 1, ...)
             module(**self.loss_kwargs())
         except (TypeError, ValueError) as error:
             raise ConfigError(f"{module.__name__}: {error}") from None
 
     def loss_kwargs(self) -> dict[str, Any]:
-        """Loss constructor arguments: `loss_options` plus the `temperature` shortcut."""
+        """Loss constructor arguments: `loss_options` plus the `temperature` and
+        `gamma_decay_steps` shortcuts."""
         kwargs = dict(self.loss_options)
         if self.temperature is not None:
             kwargs["temperature"] = self.temperature
+        if self.gamma_decay_steps:  # the sigmoid loss's own γ schedule
+            kwargs["gamma_decay_steps"] = self.gamma_decay_steps
         return kwargs
 
     @property

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..methods import Method, build_method
 from ..models.backbones import build_backbone
+from ..models.ema import EMASchedule
 from ..models.residual import zero_init_residual
 from .config import PretrainConfig
 from .options import head_overrides
@@ -25,8 +26,21 @@ def method_from_config(
         num_classes=num_classes,
         projector_options=head_overrides(config, "projector"),
         predictor_options=head_overrides(config, "predictor"),
-        ema_base=config.ema_base,
-        gamma_decay_steps=config.gamma_decay_steps,
+        ema=ema_schedule(config),
+        queue_size=config.queue_size,
+        pair_reduction=config.pair_reduction,
     )
     method.views_in_one_batch = config.views_in_one_batch
     return method
+
+
+def ema_schedule(config: PretrainConfig) -> EMASchedule:
+    """The EMA target's schedule from the `ema_*` options."""
+    return EMASchedule(
+        config.ema_base,
+        config.ema_final,
+        config.ema_schedule,
+        config.ema_update_after_step,
+        config.ema_update_every,
+        config.ema_buffers,
+    )

@@ -19,6 +19,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from .. import __version__
 from ..methods import Method, StepOutput
+from ..methods.monitor import FeatureRank
 from .config import PretrainConfig
 from .data import EpochBatches, PretrainData, epoch_seed
 from .errors import NonFiniteLossError
@@ -44,6 +45,7 @@ class PretrainModule(L.LightningModule):
         self._last_step_time: float | None = None
         self._epoch_start = 0.0
         self.skipped_nonfinite = 0  # optimiser steps skipped for a non-finite loss or gradient
+        self.feature_rank = FeatureRank()  # collapse monitor over the epoch's probe features
 
     # --- data ---------------------------------------------------------------------------
 
@@ -102,7 +104,7 @@ class PretrainModule(L.LightningModule):
         views = self.augment(images, generator=self._generator)
         if self.config.channels_last:
             views = [v.contiguous(memory_format=torch.channels_last) for v in views]
-        out, backward = self._forward(views, labels if self.method.spec.needs_labels else None)
+        out, backward = self._forward(views, labels if self.method.reads_labels else None)
         optimizer.zero_grad(set_to_none=True)
         # Checked before the optimiser step, so a NaN never reaches the weights or a checkpoint.
         if not self._finite_everywhere([out.loss]):
@@ -114,6 +116,7 @@ class PretrainModule(L.LightningModule):
         optimizer.step()
         scheduler.step()
         self.method.after_optimizer_step()
+        self.feature_rank.add(out.features)
         if self.probe is not None:
             probe_loss = self.probe.train_step(out.features, labels)
             self.log("probe/loss", probe_loss, on_step=False, on_epoch=True, sync_dist=True)
@@ -187,6 +190,10 @@ class PretrainModule(L.LightningModule):
         self._last_step_time = None  # do not count validation time as step time
         seconds = time.perf_counter() - self._epoch_start
         self.log("time/epoch_s", seconds, on_epoch=True, sync_dist=True)
+        rank = self.feature_rank.effective_rank()
+        if rank is not None:
+            self.log("train/feature_rank", rank, on_epoch=True, sync_dist=True)
+        self.feature_rank.reset()
         self.log(
             "train/skipped_nonfinite", float(self.skipped_nonfinite), on_epoch=True, sync_dist=True
         )
