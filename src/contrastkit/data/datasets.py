@@ -27,6 +27,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from contrastkit.data.imagenet100_classes import IMAGENET100_CLASSES
+from contrastkit.errors import DataError
 
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
@@ -40,11 +41,11 @@ _DIGITS_TEST_FRACTION = 0.2
 _STL10_SIDE = 96
 
 
-class DatasetNotFoundError(ValueError):
+class DatasetNotFoundError(DataError):
     """A dataset is missing or incomplete on disk; the message names the path and the fix."""
 
 
-class CorruptImageError(ValueError):
+class CorruptImageError(DataError):
     """An image file cannot be decoded; the message names the file."""
 
 
@@ -573,7 +574,7 @@ def _from_class_folders(
         extra = sorted(set(_subdirs(split_dir)) - set(classes))
         if extra:
             train_dir = split_dir.parent / "train"
-            raise ValueError(f"{name}: class {split_dir / extra[0]} is missing from {train_dir}")
+            raise DataError(f"{name}: class {split_dir / extra[0]} is missing from {train_dir}")
     paths: list[str] = []
     labels: list[int] = []
     for label, cls in enumerate(classes):
@@ -676,8 +677,8 @@ def _decode_chunk(paths: Sequence[str], image_size: int | None) -> np.ndarray:
 
 def _size_error(
     first: str, first_shape: tuple[int, ...], other: str, shape: tuple[int, ...]
-) -> ValueError:
-    return ValueError(
+) -> DataError:
+    return DataError(
         f"images differ in size ({first} is {first_shape[2]}x{first_shape[1]}, {other} is "
         f"{shape[2]}x{shape[1]}); pass an image size (--image-size) to resize them"
     )

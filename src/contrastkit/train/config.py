@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import ContrastkitError
+
 METHOD_NAMES = ("simclr", "barlow_twins", "vicreg", "simsiam", "supcon", "relic", "supervised")
 BACKBONE_NAMES = ("small-cnn", "resnet18", "resnet50", "efficientnet_b0")
 OPTIMIZER_NAMES = ("sgd", "lars", "adam", "adamw")
@@ -30,7 +32,7 @@ _SIZES = (  # optional sizes; None picks a default
 )
 
 
-class ConfigError(ValueError):
+class ConfigError(ContrastkitError, ValueError):
     """A configuration value or key that cannot be used; the message is one line."""
 
 
@@ -95,16 +97,7 @@ class PretrainConfig:
 
     def validate(self) -> PretrainConfig:
         """Raise ConfigError naming the first invalid value and what would be valid."""
-        from ..data.datasets import DATASET_NAMES, FOLDER_DATASET_NAMES, canonical_name
-        from ..losses import LOSS_MODULES
-        from ..methods.spec import METHODS
-
         _choice("method", self.method, METHOD_NAMES)
-        spec = METHODS[self.method]
-        if self.loss is not None:
-            _choice("loss", self.loss, spec.losses, f" for method {self.method}")
-        dataset = canonical_name(self.dataset)
-        _choice("dataset", dataset, DATASET_NAMES)
         _choice("backbone", self.backbone, BACKBONE_NAMES)
         _choice("optimizer", self.optimizer, OPTIMIZER_NAMES)
         _choice("precision", self.precision, PRECISIONS)
@@ -122,6 +115,16 @@ class PretrainConfig:
         for name in _SIZES:
             if getattr(self, name) is not None:
                 _at_least(name, getattr(self, name), 1)
+        # The checks above need no torch, so argument errors answer before it loads.
+        from ..data.datasets import DATASET_NAMES, FOLDER_DATASET_NAMES, canonical_name
+        from ..losses import LOSS_MODULES
+        from ..methods.spec import METHODS
+
+        spec = METHODS[self.method]
+        if self.loss is not None:
+            _choice("loss", self.loss, spec.losses, f" for method {self.method}")
+        dataset = canonical_name(self.dataset)
+        _choice("dataset", dataset, DATASET_NAMES)
         if self.image_size is not None and dataset not in FOLDER_DATASET_NAMES:
             raise ConfigError(
                 f"image_size={self.image_size}: {dataset} keeps its own size, only image folders "
@@ -293,18 +296,40 @@ def parse_override(text: str) -> tuple[str, str]:
 
 
 def build_config(layers: Iterable[Mapping[str, Any]]) -> PretrainConfig:
-    """Defaults, then each layer of raw values in order (preset, options, overrides), checked."""
+    """Defaults, then each layer of raw values in order (preset, options, overrides), checked.
+
+    A later layer wins. `temperature`, `loss.temperature` and `loss_options: {temperature}`
+    spell one value: within one layer they must agree, or ConfigError names both spellings.
+    """
     values: dict[str, Any] = {}
     loss_options: dict[str, Any] = {}
     for layer in layers:
+        spelled: dict[str, tuple[str, Any]] = {}  # the layer's value of each field, and spelling
         for key, raw in layer.items():
             key = key.replace("-", "_")
             value = parse_value(key, raw)
-            if key.startswith("loss."):
-                loss_options[key.removeprefix("loss.")] = value
-            elif key == "loss_options":
-                loss_options.update(value)
+            if key == "loss_options":
+                pairs = [(f"loss_options.{k}", f"loss.{k}", v) for k, v in value.items()]
             else:
-                values[key] = value
+                pairs = [(key, key, value)]
+            for spelling, name, item in pairs:
+                if name == "loss.temperature":
+                    name, item = "temperature", parse_value("temperature", item)
+                _check_one_spelling(spelled, name, spelling, item)
+                if name.startswith("loss."):
+                    loss_options[name.removeprefix("loss.")] = item
+                else:
+                    values[name] = item
     config = PretrainConfig(**values, loss_options=loss_options)
     return config.validate()
+
+
+def _check_one_spelling(
+    spelled: dict[str, tuple[str, Any]], target: str, spelling: str, value: Any
+) -> None:
+    """Record `spelling=value` for `target`; ConfigError if another spelling gave another value."""
+    earlier = spelled.setdefault(target, (spelling, value))
+    if earlier[0] != spelling and earlier[1] != value:
+        raise ConfigError(
+            f"{earlier[0]}={earlier[1]} and {spelling}={value} set one value twice; give one"
+        )
