@@ -149,6 +149,7 @@ def _pretrained(spec: CompareSpec, entry: Entry, log: Callable[[str], None]) -> 
     if not marker.is_file():
         values = pretrain_values(spec, entry)
         values["resume"] = last.is_file()
+        values["overwrite"] = not values["resume"]  # a run killed before its first checkpoint
         log(f"{entry.row} seed {entry.seed}: {'resume' if values['resume'] else 'pretrain'}")
         start = time.perf_counter()
         pretrain(build_config([values]))

@@ -87,6 +87,10 @@ class PretrainConfig:
     workers: int = 2
     progress: bool = True
     # [runtime options]
+    overwrite: bool = field(
+        default=False,
+        metadata={"help": "replace the checkpoints and logs of a run already in --out"},
+    )
     # [augmentation options]
     # [head options]
     # [optimisation options]
