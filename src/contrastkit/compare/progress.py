@@ -52,6 +52,7 @@ class EntryProgress:
 def quiet_lightning() -> Iterator[None]:
     """Lightning's informational lines off (warnings and errors still show), then restored."""
     import lightning.pytorch  # noqa: F401  its import sets these levels, which would undo ours
+
     loggers = [logging.getLogger(name) for name in _LIGHTNING_LOGGERS]
     levels = [logger.level for logger in loggers]
     for logger in loggers:

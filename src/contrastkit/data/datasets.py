@@ -540,6 +540,15 @@ def _list_folder(name: str, root: Path, split: str, preset: _FolderPreset) -> _L
     return listing
 
 
+def check_split(name: str, split: str, data_dir: str | Path | None) -> None:
+    """Raise DatasetNotFoundError (or DataError) if `split` of an image-folder dataset is
+    missing or names a class train/ lacks; it lists files only, so callers can fail fast."""
+    name = canonical_name(name)
+    if name in _PRESETS and data_dir is not None:
+        _check_split(name, split, ("train", "test"))
+        _list_folder(name, Path(data_dir).expanduser(), split, _PRESETS[name])
+
+
 def _split_dir(name: str, root: Path, split: str, preset: _FolderPreset) -> Path:
     candidates = [root / d for d in (("train",) if split == "train" else preset.test_dirs)]
     found = next((d for d in candidates if d.is_dir()), None)
