@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from ..errors import TrainingInterruptedError
 from ..fileio import atomic_write_json, folder_lock
 from ..train.config import ConfigError
 
@@ -245,7 +246,13 @@ def _pretrained(spec: CompareSpec, entry: Entry, log: Callable[[str], None]) -> 
         values["overwrite"] = not values["resume"]  # a run killed before its first checkpoint
         log(f"{entry.row} seed {entry.seed}: {'resume' if values['resume'] else 'pretrain'}")
         start = time.perf_counter()
-        pretrain(build_config([values]))
+        try:
+            pretrain(build_config([values]))
+        except TrainingInterruptedError as stop:  # compare resumes by itself
+            raise TrainingInterruptedError(
+                f"{entry.row} seed {entry.seed}: {str(stop).split('; ')[0]}; "
+                "run the same compare command again to continue"
+            ) from None
         atomic_write_json(marker, {"seconds": time.perf_counter() - start, "config": values})
     return str(last)
 
