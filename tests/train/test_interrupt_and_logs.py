@@ -7,6 +7,7 @@ Log rows are compared in every column but the wall-clock ones (`time/epoch_s`, `
 from __future__ import annotations
 
 import csv
+import os
 import signal
 import subprocess
 import time
@@ -14,10 +15,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from lightning.pytorch.callbacks import Callback
 
 from contrastkit import cli
-from contrastkit.errors import EXIT_INTERRUPTED
+from contrastkit.errors import EXIT_INTERRUPTED, TrainingInterruptedError
+from contrastkit.train.run import pretrain
 
+from .small_run import small_config
 from .test_faults import ARGS, TIMEOUT_S, _assert_same_run, _command, _run
 
 WALL_CLOCK = ("time/epoch_s", "img/s")
@@ -118,3 +122,34 @@ def test_a_second_run_into_a_run_folder_is_refused_unless_overwrite(
     assert torch.load(out / "last.ckpt", weights_only=True)["epoch"] == 0  # the new 1-epoch run
     assert {row["epoch"] for row in _rows(out)} == {"0"}  # the old rows are gone
     assert not (out / "epoch002.ckpt").exists()
+
+
+class _CtrlCAt(Callback):
+    """Sends this process a SIGINT at the end of training batch `at` of epoch 0."""
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, idx: int) -> None:
+        if trainer.current_epoch == 0 and idx == self.at:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+@pytest.mark.parametrize(
+    ("at", "epoch", "step", "position"),
+    [
+        (4, 0, 5, 5),  # inside the epoch: saved there, with the epoch's position
+        (9, 1, 10, None),  # its last batch: the epoch's own checkpoint is the one to resume
+    ],
+)
+def test_ctrl_c_saves_after_the_step_it_came_in(
+    tmp_path: Path, at: int, epoch: int, step: int, position: int | None
+) -> None:
+    with pytest.raises(
+        TrainingInterruptedError, match=f"interrupted at epoch {epoch} step {step};"
+    ):
+        pretrain(small_config(tmp_path, epochs=2), callbacks=[_CtrlCAt(at)])
+    saved = torch.load(tmp_path / "last.ckpt", weights_only=True)
+    assert saved["global_step"] == step
+    assert saved.get("epoch_position", {}).get("batches") == position
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored

@@ -28,6 +28,7 @@ class SaveOnInterrupt(Callback):
     def __init__(self, path: Path) -> None:
         self.path = path
         self.requested = False
+        self.agreed = False  # every rank saw the request (by the last batch's end)
         self.saved_at: tuple[int, int] | None = None  # (epoch, step) of the checkpoint
 
     @contextlib.contextmanager
@@ -55,14 +56,19 @@ class SaveOnInterrupt(Callback):
         if trainer.world_size > 1:  # every rank must save together
             flag = torch.tensor(float(requested), device=pl_module.device)
             requested = bool(trainer.strategy.reduce(flag, reduce_op="sum").item())
-        if requested and self.saved_at is None:
-            trainer.save_checkpoint(self.path)
+        self.agreed = requested
+        if not requested or self.saved_at is not None:
+            return
+        if idx + 1 >= trainer.num_training_batches:
+            return  # the epoch's last batch: its own checkpoint follows, stop after it
+        trainer.save_checkpoint(self.path)
+        self.saved_at = (trainer.current_epoch, trainer.global_step)
+
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: Any, batch: Any, idx: int
+    ) -> None:
+        if self.agreed and self.saved_at is None and idx == 0:  # after the epoch's checkpoint
             self.saved_at = (trainer.current_epoch, trainer.global_step)
-
-    def on_train_batch_start(self, trainer: L.Trainer, *args: Any) -> None:
-        self._stop(trainer)
-
-    def on_validation_start(self, trainer: L.Trainer, *args: Any) -> None:
         self._stop(trainer)
 
     def _stop(self, trainer: L.Trainer) -> None:
