@@ -114,3 +114,28 @@ def test_progress_estimates_the_rest_from_the_mean_entry_time() -> None:
         "entry 3 of 4 (x), elapsed 1m30s, ETA 1m30s",  # 45 s per entry, 2 left
         "4 entries done in 1h02m",
     ]
+
+
+def test_recorded_settings_decide_reuse_and_a_setting_newer_than_the_record_is_its_default(
+    tmp_path: Path,
+) -> None:
+    from contrastkit.compare import CompareSpec
+    from contrastkit.compare.grid import entries, entry_settings, resolve_entries
+    from contrastkit.fileio import atomic_write_json
+    from contrastkit.train.config import ConfigError
+
+    spec = CompareSpec(losses=("nt_xent",), epochs=2, out=str(tmp_path))
+    trained = next(e for e in entries(spec) if e.row == "nt_xent")
+    recorded = entry_settings(spec, trained)
+    del recorded["skip_nonfinite"]  # as if recorded before that setting existed
+    atomic_write_json(trained.folder / "settings.json", recorded)
+    assert [e.folder for e in resolve_entries(spec)] == [e.folder for e in entries(spec)]
+
+    recorded["epochs"] = 5
+    atomic_write_json(trained.folder / "settings.json", recorded)
+    with pytest.raises(
+        ConfigError, match=r"differing keys: epochs; e\.g\. nt_xent/seed0: epochs 5 -> 2"
+    ):
+        resolve_entries(spec)
+    (changed,) = [e for e in resolve_entries(spec, rerun_changed=True) if e.row == "nt_xent"]
+    assert changed.folder.parent == trained.folder.parent and changed.folder != trained.folder

@@ -142,8 +142,13 @@ def recorded_settings(folder: Path) -> dict[str, Any] | None:
 
 
 def _differences(recorded: dict[str, Any], wanted: dict[str, Any]) -> dict[str, tuple]:
-    # JSON turns tuples into lists: compare through one JSON round trip.
-    wanted = json.loads(json.dumps(wanted))
+    """`key: (recorded, wanted)` for each setting that differs. A key recorded before it
+    existed (a newer version's setting) counts as its default."""
+    from ..train.config import PretrainConfig
+
+    defaults = json.loads(json.dumps(asdict(PretrainConfig())))
+    recorded = {**{k: v for k, v in defaults.items() if k in wanted}, **recorded}
+    wanted = json.loads(json.dumps(wanted))  # JSON turns tuples into lists
     keys = sorted(set(recorded) | set(wanted))
     return {k: (recorded.get(k), wanted.get(k)) for k in keys if recorded.get(k) != wanted.get(k)}
 
