@@ -24,8 +24,13 @@ _RUN_FILES = ("last.ckpt", "epoch*.ckpt", "logs", "tensorboard", "wandb")
 
 def check_run_folder(out_dir: Path, resume: bool, overwrite: bool) -> None:
     """Refuse to train into a folder holding another run's checkpoints or logs, unless resuming;
-    with `overwrite`, remove them first, so nothing of the old run mixes with the new one."""
-    if resume or not out_dir.is_dir():
+    with `overwrite`, remove them first, so nothing of the old run mixes with the new one.
+
+    Only the first process checks: under DDP the other ranks start (as copies of the command)
+    once the first one is already training into the folder.
+    """
+    first = os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
+    if resume or not first or not out_dir.is_dir():
         return
     found = sorted(p for pattern in _RUN_FILES for p in out_dir.glob(pattern))
     if not found:
