@@ -13,15 +13,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from . import __version__
+from .errors import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_INTERRUPTED, ContrastkitError
 from .export import FORMATS
 from .train.config import FIELDS, NAMED_KEYS, ConfigError, build_config, load_preset, parse_override
 
 if TYPE_CHECKING:
     from .compare import CompareSpec
     from .train.config import PretrainConfig
-
-EXIT_FAILURE = 1  # the input was valid but the run failed
-EXIT_BAD_INPUT = 2
 
 
 def _one_line(message: str) -> str:
@@ -111,25 +109,17 @@ def _list_losses(_: argparse.Namespace) -> int:
 
 def _pretrain(args: argparse.Namespace) -> int:
     """Build the configuration from preset, options and overrides, then train."""
-    from .data.datasets import CorruptImageError, DatasetNotFoundError
-    from .train.errors import NonFiniteLossError
+    layers = [load_preset(args.config)] if args.config else []
+    layers.append({k: v for k, v in vars(args).items() if k in FIELDS and v is not None})
+    layers.append(dict(parse_override(item) for item in args.overrides))
+    data_dir = next((layer["data_dir"] for layer in reversed(layers) if "data_dir" in layer), None)
+    _check_data_dir(data_dir)
+    config = build_config(layers)
+    if args.print_config:
+        return _print_config(config)
+    from .train.run import pretrain
 
-    try:
-        layers = [load_preset(args.config)] if args.config else []
-        layers.append({k: v for k, v in vars(args).items() if k in FIELDS and v is not None})
-        layers.append(dict(parse_override(item) for item in args.overrides))
-        config = build_config(layers)
-        if args.print_config:
-            return _print_config(config)
-        from .train.run import pretrain
-
-        result = pretrain(config)
-    except (ConfigError, DatasetNotFoundError, CorruptImageError) as error:
-        return _fail(str(error))
-    except NonFiniteLossError as error:
-        return _fail(str(error), EXIT_FAILURE)
-    except OSError as error:  # a write failed during the run: full disk, folder removed
-        return _fail(_write_failure(error), EXIT_FAILURE)
+    result = pretrain(config)
     if result.is_main:  # under DDP every rank runs this command
         print(f"checkpoint: {result.checkpoint}")
         for kind, folder in result.log_dirs.items():
@@ -156,48 +146,42 @@ def _compare(args: argparse.Namespace) -> int:
     try:
         seeds = parse_list(args.seeds, int) if args.seeds else None
     except ValueError:
-        return _fail(f"--seeds {args.seeds!r}: expected comma-separated whole numbers")
-    try:
-        overrides = dict(parse_override(item) for item in args.overrides)
-        spec = CompareSpec(
-            **{
-                key: value
-                for key, value in (
-                    ("losses", parse_list(args.losses) if args.losses else None),
-                    ("dataset", args.dataset),
-                    ("data_dir", args.data_dir),
-                    ("backbone", args.backbone),
-                    ("epochs", _positive_int("epochs", args.epochs)),
-                    ("batch_size", _positive_int("batch-size", args.batch_size)),
-                    ("seeds", seeds),
-                    ("protocols", parse_list(args.protocol) if args.protocol else None),
-                    ("out", args.out),
-                )
-                if value is not None
-            },
-            overrides=overrides,
-        )
-    except ConfigError as error:
-        return _fail(str(error))
-    return _run_compare(spec)
+        raise ConfigError(
+            f"--seeds {args.seeds!r}: expected comma-separated whole numbers"
+        ) from None
+    _check_data_dir(args.data_dir)
+    overrides = dict(parse_override(item) for item in args.overrides)
+    spec = CompareSpec(
+        **{
+            key: value
+            for key, value in (
+                ("losses", parse_list(args.losses) if args.losses else None),
+                ("dataset", args.dataset),
+                ("data_dir", args.data_dir),
+                ("backbone", args.backbone),
+                ("epochs", _positive_int("epochs", args.epochs)),
+                ("batch_size", _positive_int("batch-size", args.batch_size)),
+                ("seeds", seeds),
+                ("protocols", parse_list(args.protocol) if args.protocol else None),
+                ("out", args.out),
+            )
+            if value is not None
+        },
+        overrides=overrides,
+    )
+    return _run_compare(spec, args.rerun_changed)
 
 
-def _run_compare(spec: CompareSpec) -> int:
+def _run_compare(spec: CompareSpec, rerun_changed: bool = False) -> int:
     """Check the grid, run what is missing under the folder's lock, print the table."""
     from .compare import run_grid
-    from .data.datasets import CorruptImageError, DatasetNotFoundError
-    from .fileio import FolderBusyError
-    from .train.errors import NonFiniteLossError
 
-    try:
-        _check_compare(spec)
-        _, table = run_grid(spec, log=lambda line: print(f"[compare] {line}", flush=True))
-    except (ConfigError, DatasetNotFoundError, CorruptImageError, FolderBusyError) as error:
-        return _fail(str(error))
-    except NonFiniteLossError as error:
-        return _fail(str(error), EXIT_FAILURE)
-    except OSError as error:  # a write failed during the run: full disk, folder removed
-        return _fail(_write_failure(error), EXIT_FAILURE)
+    _check_compare(spec)
+    _, table = run_grid(
+        spec,
+        log=lambda line: print(f"[compare] {line}", flush=True),
+        rerun_changed=rerun_changed,
+    )
     print(table.read_text())
     print(f"results: {table.parent}/results.md, results.csv, results.json and PNG plots")
     return 0
@@ -209,47 +193,49 @@ def _replay(args: argparse.Namespace) -> int:
 
     grid_flags = ("losses", "dataset", "data_dir", "backbone", "epochs", "batch_size", "seeds")
     given = [f"--{k.replace('_', '-')}" for k in (*grid_flags, "protocol") if getattr(args, k)]
-    if given or args.overrides:
-        return _fail(
+    if given or args.overrides or args.rerun_changed:
+        if args.rerun_changed:
+            given.append("--rerun-changed")
+        raise ConfigError(
             f"--replay takes the whole grid from {args.replay}; drop "
             f"{', '.join(given + args.overrides)}"
         )
     if args.out is None:
-        return _fail("--replay needs --out, a new folder for the rerun")
-    try:
-        spec = spec_from_results(args.replay, args.out)
-        changes = version_changes(args.replay)
-        if changes:
-            print(
-                f"contrastkit: warning: {args.replay} was made with other versions "
-                f"({'; '.join(changes)}); figures may differ",
-                file=sys.stderr,
-            )
-    except ConfigError as error:
-        return _fail(str(error))
+        raise ConfigError("--replay needs --out, a new folder for the rerun")
+    spec = spec_from_results(args.replay, args.out)
+    changes = version_changes(args.replay)
+    if changes:
+        print(
+            f"contrastkit: warning: {args.replay} was made with other versions "
+            f"({'; '.join(changes)}); figures may differ",
+            file=sys.stderr,
+        )
     return _run_compare(spec)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     """Run one protocol on a checkpoint; print one line and write the JSON."""
-    from .data.datasets import CorruptImageError, DatasetNotFoundError
-    from .eval import EvaluationError, evaluate
+    holdout = _fraction("holdout-fraction", args.holdout_fraction)
+    if not args.checkpoint.startswith("random:") and not Path(args.checkpoint).is_file():
+        raise ConfigError(f"--checkpoint {args.checkpoint}: no such checkpoint file")
+    _check_data_dir(args.data_dir)
+    from .eval import evaluate
 
-    try:
-        result = evaluate(
-            args.checkpoint,
-            args.protocol,
-            features=args.features,
-            dataset=args.dataset,
-            data_dir=args.data_dir,
-            out=args.out,
-        )
-    except (EvaluationError, DatasetNotFoundError, CorruptImageError) as error:
-        return _fail(str(error))
+    result = evaluate(
+        args.checkpoint,
+        args.protocol,
+        features=args.features,
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        out=args.out,
+        holdout_fraction=holdout,
+        progress=True,
+    )
     extras = ", ".join(
         f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
         for k, v in result.items()
-        if k not in ("protocol", "features", "top1", "top5", "checkpoint", "out")
+        if k
+        not in ("protocol", "features", "top1", "top5", "checkpoint", "out", "data_dir", "split")
     )
     print(
         f"{result['protocol']} ({result['features']}): top1={result['top1']:.4f} "
@@ -261,13 +247,9 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     """Write the backbone (weights, TorchScript or ONNX) and a JSON sidecar describing it."""
-    from .eval import EvaluationError
-    from .export import ExportError, export_backbone, sidecar_path
+    from .export import export_backbone, sidecar_path
 
-    try:
-        path = export_backbone(args.checkpoint, args.out, args.format)
-    except (EvaluationError, ExportError) as error:
-        return _fail(str(error))
+    path = export_backbone(args.checkpoint, args.out, args.format)
     print(f"backbone ({args.format}): {path}")
     print(f"description (backbone, input, normalisation): {sidecar_path(path)}")
     return 0
@@ -275,20 +257,16 @@ def _export(args: argparse.Namespace) -> int:
 
 def _prepare(args: argparse.Namespace) -> int:
     """Check a folder for unreadable images, or write a resized copy of it."""
-    from .data.datasets import DatasetNotFoundError
-    from .data.prepare import PrepareError, check_folder, resize_folder
+    from .data.prepare import check_folder, resize_folder
 
     if args.check == (args.max_side is not None):
-        return _fail("prepare: give either --check or --max-side N with --out DIR")
+        raise ConfigError("prepare: give either --check or --max-side N with --out DIR")
     if args.max_side is not None and args.out is None:
-        return _fail("prepare --max-side needs --out, the folder to write the copy into")
-    try:
-        if args.check:
-            report = check_folder(args.folder, args.workers)
-        else:
-            report = resize_folder(args.folder, args.out, args.max_side, args.quality, args.workers)
-    except (DatasetNotFoundError, PrepareError) as error:
-        return _fail(str(error))
+        raise ConfigError("prepare --max-side needs --out, the folder to write the copy into")
+    if args.check:
+        report = check_folder(args.folder, args.workers)
+    else:
+        report = resize_folder(args.folder, args.out, args.max_side, args.quality, args.workers)
     for path, reason in report.unreadable:
         print(f"unreadable: {path}: {reason}")
     done = "" if args.check else f"; {report.written} written, {report.skipped} already there"
@@ -306,6 +284,24 @@ def _positive_int(name: str, raw: str | None) -> int | None:
     if value < 1:
         raise ConfigError(f"--{name} {value}: must be >= 1")
     return value
+
+
+def _fraction(name: str, raw: str | None) -> float | None:
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"--{name} {raw!r}: expected a number in (0, 1)") from None
+    if not 0.0 < value < 1.0:
+        raise ConfigError(f"--{name} {value}: must be in (0, 1)")
+    return value
+
+
+def _check_data_dir(data_dir: str | None) -> None:
+    """A data folder that does not exist, refused before torch loads."""
+    if data_dir is not None and not Path(str(data_dir)).expanduser().exists():
+        raise ConfigError(f"data_dir {data_dir}: no such folder")
 
 
 def _check_compare(spec: CompareSpec) -> None:
@@ -417,6 +413,12 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument(
         "--replay", metavar="RESULTS_JSON", help="rerun the grid a results.json records into --out"
     )
+    compare.add_argument(
+        "--rerun-changed",
+        action="store_true",
+        help="rerun entries whose recorded settings differ from these into their own folders "
+        "(<row>/seed<N>-<settings hash>) instead of refusing",
+    )
     compare.add_argument("overrides", nargs="*", metavar="key=value")
     compare.set_defaults(run=_compare)
 
@@ -437,7 +439,17 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--features", default="backbone", choices=("backbone", "projector"))
     evaluate.add_argument("--dataset")
     evaluate.add_argument("--data-dir")
-    evaluate.add_argument("--out", help="JSON path (default: beside the checkpoint)")
+    evaluate.add_argument(
+        "--out",
+        help="JSON path (default: beside the checkpoint, "
+        "eval_<protocol>_<features>_<dataset>[-<data dir hash>].json)",
+    )
+    evaluate.add_argument(
+        "--holdout-fraction",
+        metavar="FRACTION",
+        help="evaluate on the last FRACTION of each class of train/ (trained on the rest) "
+        "instead of the test split, e.g. 0.1 for a folder without test/",
+    )
     evaluate.set_defaults(run=_evaluate)
 
     export = commands.add_parser(
@@ -481,7 +493,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    return args.run(args)
+    try:
+        return args.run(args)
+    except ContrastkitError as error:
+        if error.exit_code == EXIT_INTERRUPTED:
+            print(f"contrastkit: {_one_line(str(error))}", file=sys.stderr)
+            return error.exit_code
+        return _fail(str(error), error.exit_code)
+    except OSError as error:  # a write failed during the run: full disk, folder removed
+        return _fail(_write_failure(error), EXIT_FAILURE)
+    except KeyboardInterrupt:  # outside training (which saves and says where it stopped)
+        print("contrastkit: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
+from .errors import ContrastkitError
 from .fileio import atomic_torch_save, atomic_write_bytes, atomic_write_json
 
 if TYPE_CHECKING:  # torch loads lazily, so that the CLI reads FORMATS at once
@@ -41,7 +42,7 @@ TOLERANCE = 1e-5
 """Largest absolute feature difference a TorchScript or ONNX export may show."""
 
 
-class ExportError(ValueError):
+class ExportError(ContrastkitError, ValueError):
     """An export that cannot be written or does not compute the backbone's features."""
 
 

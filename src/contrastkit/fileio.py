@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from .errors import EXIT_FAILURE, ContrastkitError
+
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write `data` to a temporary file beside `path`, fsync it, then rename it over `path`."""
@@ -46,12 +48,14 @@ def atomic_write_json(path: str | os.PathLike, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
-class FolderBusyError(RuntimeError):
+class FolderBusyError(ContrastkitError, RuntimeError):
     """Another live process holds the folder's lock."""
 
 
-class CheckpointWriteError(OSError):
+class CheckpointWriteError(ContrastkitError, OSError):
     """A checkpoint could not be written (full disk, folder gone); the previous file is intact."""
+
+    exit_code = EXIT_FAILURE
 
 
 @contextlib.contextmanager

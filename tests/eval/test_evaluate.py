@@ -59,12 +59,11 @@ def test_the_default_output_lies_beside_the_checkpoint(checkpoint: Path, tmp_pat
     local.parent.mkdir()
     local.write_bytes(checkpoint.read_bytes())
     evaluate(str(local), "knn", "projector")
-    assert (
-        default_out(str(local), "knn", "projector") == tmp_path / "run" / "eval_knn_projector.json"
-    )
+    expected = tmp_path / "run" / "eval_knn_projector_digits.json"
+    assert default_out(str(local), "knn", "projector") == expected
     _check_record(
-        json.loads((tmp_path / "run" / "eval_knn_projector.json").read_text()),
-        tmp_path / "run" / "eval_knn_projector.json",
+        json.loads(expected.read_text()),
+        expected,
         "knn",
         "projector",
     )
@@ -76,7 +75,7 @@ def test_random_backbones_are_evaluated(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     record = evaluate("random:small-cnn", protocol, **FAST[protocol])
-    out = tmp_path / "runs" / "random-small-cnn" / f"eval_{protocol}_backbone.json"
+    out = tmp_path / "runs" / "random-small-cnn" / f"eval_{protocol}_backbone_digits.json"
     _check_record(record, out, protocol, "backbone")
     assert record["checkpoint"] == "random:small-cnn" and record["method"] is None
 

@@ -4,6 +4,7 @@ the same way, and keep every finished piece on disk so a rerun only does what is
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -11,6 +12,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from ..errors import TrainingInterruptedError
 from ..fileio import atomic_write_json, folder_lock
 from ..train.config import ConfigError
 
@@ -108,14 +110,111 @@ def pretrain_values(spec: CompareSpec, entry: Entry) -> dict[str, Any]:
     return values
 
 
+# Settings that change where or how visibly an entry runs, never its results.
+_NOT_SETTINGS = ("out", "resume", "overwrite", "progress")
+
+
+def entry_settings(spec: CompareSpec, entry: Entry) -> dict[str, Any]:
+    """What an entry's figures depend on: the resolved pretraining configuration, or for the
+    random baseline its backbone, data and seed."""
+    if entry.row == "random":
+        keys = ("backbone", "dataset", "data_dir")
+        return {**{key: getattr(spec, key) for key in keys}, "seed": entry.seed}
+    from ..train.config import build_config
+
+    config = asdict(build_config([pretrain_values(spec, entry)]))
+    return {key: value for key, value in config.items() if key not in _NOT_SETTINGS}
+
+
+def recorded_settings(folder: Path) -> dict[str, Any] | None:
+    """The settings an entry folder was made with (None: nothing recorded there)."""
+    path = folder / "settings.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    marker = folder / "pretrain.json"  # folders from before settings.json: the raw values
+    if marker.is_file():
+        from ..train.config import build_config
+
+        values = json.loads(marker.read_text())["config"]
+        config = asdict(build_config([{k: v for k, v in values.items() if k != "resume"}]))
+        return {key: value for key, value in config.items() if key not in _NOT_SETTINGS}
+    return None
+
+
+def _differences(recorded: dict[str, Any], wanted: dict[str, Any]) -> dict[str, tuple]:
+    """`key: (recorded, wanted)` for each setting that differs. A key recorded before it
+    existed (a newer version's setting) counts as its default."""
+    from ..train.config import PretrainConfig
+
+    defaults = json.loads(json.dumps(asdict(PretrainConfig())))
+    recorded = {**{k: v for k, v in defaults.items() if k in wanted}, **recorded}
+    wanted = json.loads(json.dumps(wanted))  # JSON turns tuples into lists
+    keys = sorted(set(recorded) | set(wanted))
+    return {k: (recorded.get(k), wanted.get(k)) for k in keys if recorded.get(k) != wanted.get(k)}
+
+
+def _changed_folder(entry: Entry, settings: dict[str, Any]) -> Path:
+    text = json.dumps(settings, sort_keys=True, default=str)
+    digest = hashlib.sha256(text.encode()).hexdigest()[:8]
+    return entry.folder.with_name(f"{entry.folder.name}-{digest}")
+
+
+def resolve_entries(spec: CompareSpec, rerun_changed: bool = False) -> list[Entry]:
+    """Each entry in the folder whose recorded settings equal the requested ones.
+
+    An entry made with other settings is refused (ConfigError naming the keys that differ),
+    or with `rerun_changed` placed in its own folder `<row>/seed<N>-<settings hash>`.
+    """
+    resolved: list[Entry] = []
+    changed: dict[str, dict[str, tuple]] = {}
+    for entry in entries(spec):
+        wanted = entry_settings(spec, entry)
+        recorded = recorded_settings(entry.folder)
+        differ = _differences(recorded, wanted) if recorded is not None else {}
+        if not differ:
+            resolved.append(entry)
+            continue
+        alternative = Entry(entry.row, entry.seed, _changed_folder(entry, wanted))
+        earlier = recorded_settings(alternative.folder)
+        if rerun_changed or (earlier is not None and not _differences(earlier, wanted)):
+            resolved.append(alternative)
+        else:
+            changed[f"{entry.row}/seed{entry.seed}"] = differ
+    if changed:
+        keys = sorted({key for differ in changed.values() for key in differ})
+        name, differ = next(iter(changed.items()))
+        example = ", ".join(f"{k} {old} -> {new}" for k, (old, new) in differ.items())
+        raise ConfigError(
+            f"{spec.out} holds {len(changed)} finished or started entries made with other "
+            f"settings (differing keys: {', '.join(keys)}; e.g. {name}: {example}); rerun them "
+            "into their own folders with --rerun-changed, or use another --out"
+        )
+    return resolved
+
+
 def run_entry(spec: CompareSpec, entry: Entry, log: Callable[[str], None]) -> dict[str, Any]:
-    """Pretrain (resuming a partial run) and evaluate one entry; reuse whatever is finished."""
+    """Pretrain (resuming a partial run) and evaluate one entry; reuse whatever is finished.
+
+    `entry`'s folder must hold nothing or an entry with the same settings (`resolve_entries`).
+    """
     from ..eval import EvaluationError, evaluate
 
     if entry.done_file.is_file():
-        return json.loads(entry.done_file.read_text())
+        record = json.loads(entry.done_file.read_text())
+        missing = [p for p in spec.protocols if p not in record["results"]]
+        if not missing or "error" in record:
+            return record
+        entry.done_file.unlink()  # a protocol was added: evaluate it, keep the others
+    settings = entry.folder / "settings.json"
+    if not settings.is_file():
+        atomic_write_json(settings, entry_settings(spec, entry))
     checkpoint = _pretrained(spec, entry, log)
-    record: dict[str, Any] = {"row": entry.row, "seed": entry.seed, "results": {}}
+    record: dict[str, Any] = {
+        "row": entry.row,
+        "seed": entry.seed,
+        "folder": str(entry.folder.relative_to(spec.out)),
+        "results": {},
+    }
     for protocol in dict.fromkeys([*spec.protocols, "metrics"]):
         out = entry.folder / f"eval_{protocol}_backbone.json"
         log(f"{entry.row} seed {entry.seed}: evaluate {protocol}")
@@ -149,9 +248,16 @@ def _pretrained(spec: CompareSpec, entry: Entry, log: Callable[[str], None]) -> 
     if not marker.is_file():
         values = pretrain_values(spec, entry)
         values["resume"] = last.is_file()
+        values["overwrite"] = not values["resume"]  # a run killed before its first checkpoint
         log(f"{entry.row} seed {entry.seed}: {'resume' if values['resume'] else 'pretrain'}")
         start = time.perf_counter()
-        pretrain(build_config([values]))
+        try:
+            pretrain(build_config([values]))
+        except TrainingInterruptedError as stop:  # compare resumes by itself
+            raise TrainingInterruptedError(
+                f"{entry.row} seed {entry.seed}: {str(stop).split('; ')[0]}; "
+                "run the same compare command again to continue"
+            ) from None
         atomic_write_json(marker, {"seconds": time.perf_counter() - start, "config": values})
     return str(last)
 
@@ -177,26 +283,42 @@ def _training_curve(entry: Entry) -> dict[str, Any]:
 
 
 def run_grid(
-    spec: CompareSpec, log: Callable[[str], None] = print
+    spec: CompareSpec, log: Callable[[str], None] = print, rerun_changed: bool = False
 ) -> tuple[list[dict[str, Any]], Path]:
-    """Run every missing entry under the output folder's lock, then write the reports."""
+    """Run every missing entry under the output folder's lock, then write the reports.
+
+    Entries recorded with other settings than `spec`'s are refused, or with `rerun_changed`
+    rerun into their own folders (see `resolve_entries`); `log` gets a progress line per entry.
+    """
+    from .progress import EntryProgress, quiet_lightning
     from .report import write_reports
 
     out = Path(spec.out)
     with folder_lock(out):
+        chosen = resolve_entries(spec, rerun_changed)
         atomic_write_json(out / "spec.json", asdict(spec))
-        records = [run_entry(spec, entry, log) for entry in entries(spec)]
-        table = write_reports(spec, records)
+        records = []
+        with quiet_lightning():
+            progress = EntryProgress(len(chosen), log)
+            for entry in chosen:
+                progress.start(f"{entry.row} seed {entry.seed}")
+                records.append(run_entry(spec, entry, log))
+        progress.finish()
+        table = write_reports(spec, records, chosen)
     return records, table
 
 
-def pretrain_configs(spec: CompareSpec) -> dict[str, dict[str, Any]]:
-    """The full, defaults-resolved pretraining configuration of each trained entry, by folder."""
+def pretrain_configs(
+    spec: CompareSpec, chosen: list[Entry] | None = None
+) -> dict[str, dict[str, Any]]:
+    """The full, defaults-resolved pretraining configuration of each trained entry, by folder
+    (relative to the output folder: `<row>/seed<N>`, or the folder a changed entry ran in)."""
     from ..train.config import build_config
 
+    out = Path(spec.out)
     return {
-        f"{entry.row}/seed{entry.seed}": asdict(build_config([pretrain_values(spec, entry)]))
-        for entry in entries(spec)
+        str(entry.folder.relative_to(out)): asdict(build_config([pretrain_values(spec, entry)]))
+        for entry in (entries(spec) if chosen is None else chosen)
         if entry.row != "random"
     }
 

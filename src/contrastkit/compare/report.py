@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..fileio import atomic_write_json, atomic_write_text
-from .grid import BASELINES, CompareSpec, pretrain_configs
+from .grid import BASELINES, CompareSpec, Entry, pretrain_configs
 
 PROBE_FRACTION = 0.9  # "epochs to reach 90% of the final online-probe accuracy"
 UNSTABLE_FRACTION = 0.5  # a probe that falls below half its final accuracy after reaching 90%
@@ -170,8 +170,12 @@ def versions() -> dict[str, str]:
     }
 
 
-def write_reports(spec: CompareSpec, records: list[dict[str, Any]]) -> Path:
-    """Write results.md, results.csv, results.json and the plots; return the Markdown path."""
+def write_reports(
+    spec: CompareSpec, records: list[dict[str, Any]], chosen: list[Entry] | None = None
+) -> Path:
+    """Write results.md, results.csv, results.json and the plots; return the Markdown path.
+
+    `chosen` are the entries that ran (default: the spec's own folders)."""
     from .plots import write_plots
 
     out = Path(spec.out)
@@ -193,7 +197,7 @@ def write_reports(spec: CompareSpec, records: list[dict[str, Any]]) -> Path:
         {
             "spec": asdict(spec),
             "versions": versions(),
-            "pretrain_configs": pretrain_configs(spec),
+            "pretrain_configs": pretrain_configs(spec, chosen),
             "rows": rows,
             "records": records,
         },

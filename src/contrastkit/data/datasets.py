@@ -27,6 +27,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from contrastkit.data.imagenet100_classes import IMAGENET100_CLASSES
+from contrastkit.errors import DataError
 
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
@@ -40,11 +41,11 @@ _DIGITS_TEST_FRACTION = 0.2
 _STL10_SIDE = 96
 
 
-class DatasetNotFoundError(ValueError):
+class DatasetNotFoundError(DataError):
     """A dataset is missing or incomplete on disk; the message names the path and the fix."""
 
 
-class CorruptImageError(ValueError):
+class CorruptImageError(DataError):
     """An image file cannot be decoded; the message names the file."""
 
 
@@ -596,6 +597,15 @@ def _flat_folder(root: Path, split: str, preset: _FolderPreset) -> Path | None:
     return folder
 
 
+def check_split(name: str, split: str, data_dir: str | Path | None) -> None:
+    """Raise DatasetNotFoundError (or DataError) if `split` of an image-folder dataset is
+    missing or names a class train/ lacks; it lists files only, so callers can fail fast."""
+    name = canonical_name(name)
+    if name in _PRESETS and data_dir is not None:
+        _check_split(name, split, ("train", "test"))
+        _list_folder(name, Path(data_dir).expanduser(), split, _PRESETS[name])
+
+
 def _split_dir(name: str, root: Path, split: str, preset: _FolderPreset) -> Path:
     candidates = [root / d for d in (("train",) if split == "train" else preset.test_dirs)]
     found = next((d for d in candidates if d.is_dir()), None)
@@ -630,7 +640,7 @@ def _from_class_folders(
         extra = sorted(set(_subdirs(split_dir)) - set(classes))
         if extra:
             train_dir = split_dir.parent / "train"
-            raise ValueError(f"{name}: class {split_dir / extra[0]} is missing from {train_dir}")
+            raise DataError(f"{name}: class {split_dir / extra[0]} is missing from {train_dir}")
     paths: list[str] = []
     labels: list[int] = []
     for label, cls in enumerate(classes):
@@ -733,8 +743,8 @@ def _decode_chunk(paths: Sequence[str], image_size: int | None) -> np.ndarray:
 
 def _size_error(
     first: str, first_shape: tuple[int, ...], other: str, shape: tuple[int, ...]
-) -> ValueError:
-    return ValueError(
+) -> DataError:
+    return DataError(
         f"images differ in size ({first} is {first_shape[2]}x{first_shape[1]}, {other} is "
         f"{shape[2]}x{shape[1]}); pass an image size (--image-size) to resize them"
     )

@@ -14,6 +14,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import ContrastkitError
 from ..fileio import atomic_write_bytes
 from .datasets import DatasetNotFoundError, _images_under
 
@@ -21,7 +22,7 @@ _CHUNK = 64  # files per worker task: small enough for a smooth progress bar
 _JPEG_SUFFIXES = frozenset({".jpg", ".jpeg"})
 
 
-class PrepareError(ValueError):
+class PrepareError(ContrastkitError, ValueError):
     """An argument of `prepare` that cannot be used; the message is one line."""
 
 

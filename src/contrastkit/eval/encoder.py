@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..data import canonical_name, default_cache_dir
+from ..data import canonical_name, default_cache_dir, holdout_split
 from ..data.datasets import Stats
 from ..methods import Method
 from ..models.backbones import BACKBONES, Backbone, build_backbone
@@ -51,10 +51,16 @@ class Encoder:
     # (mean, std) per channel the backbone was trained with or the data's measured ones; None:
     # the dataset preset's
     normalization: tuple[Stats, Stats] | None = None
+    holdout: float | None = None  # evaluate on the last fraction of each class of train/
 
     def load(self, split: str) -> Images:
-        """Split `split` of the evaluation dataset."""
-        return load_split(self.dataset, split, self.data_dir, self.cache_dir, self.resize)
+        """Split `split` of the evaluation dataset; with `holdout`, "test" is the last
+        `holdout` of each class of the training split and "train" the rest."""
+        if self.holdout is None:
+            return load_split(self.dataset, split, self.data_dir, self.cache_dir, self.resize)
+        images = load_split(self.dataset, "train", self.data_dir, self.cache_dir, self.resize)
+        kept, held = holdout_split(images.labels, self.holdout)
+        return images.subset(held if split == "test" else kept)
 
     def recipe(self, images: Images) -> PretrainData:
         """Pretraining's normalisation and augmentation for `images` of the dataset."""

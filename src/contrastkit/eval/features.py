@@ -18,6 +18,7 @@ from ..fileio import atomic_torch_save
 from .data import batches, normalize
 from .encoder import Encoder
 from .errors import EvaluationError
+from .progress import Progress
 
 FEATURES = ("backbone", "projector")
 _CACHE_VERSION = 1  # bump when extraction changes, so stale features are not reused
@@ -42,6 +43,8 @@ def cache_path(encoder: Encoder, split: str, features: str) -> Path:
     """Where the features of `split` are cached, under `<cache_dir>/features`."""
     data_dir = str(Path(encoder.data_dir).expanduser().resolve()) if encoder.data_dir else ""
     key = [_CACHE_VERSION, encoder.identity, encoder.dataset, data_dir, encoder.resize]
+    if encoder.holdout is not None:  # the split is a part of train/
+        key.append(f"holdout={encoder.holdout}")
     digest = hashlib.sha256("|".join(map(str, [*key, split, features])).encode()).hexdigest()
     return encoder.cache_dir / "features" / f"{encoder.dataset}-{split}-{features}-{digest[:20]}.pt"
 
@@ -66,10 +69,13 @@ def extract_features(
     if encoder.projector is not None:
         encoder.projector.eval()
     outputs, labels = [], []
+    progress = Progress(f"{split} features", -(-len(images) // batch_size))
     for batch, batch_labels in batches(images, batch_size):
         inputs = normalize(batch.to(encoder.device), recipe)
         outputs.append(embed(encoder, inputs, features).float().cpu())
         labels.append(batch_labels)
+        progress.update()
+    progress.close()
     result = torch.cat(outputs), torch.cat(labels)
     bad = int((~torch.isfinite(result[0]).all(dim=1)).sum())
     if bad:

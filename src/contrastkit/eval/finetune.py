@@ -22,6 +22,7 @@ from .data import Images, batches, normalize
 from .encoder import Encoder
 from .errors import EvaluationError
 from .features import require_features
+from .progress import Progress
 
 VAL_FRACTION = 0.1
 
@@ -98,6 +99,7 @@ def finetune_protocol(
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
     generator = torch.Generator().manual_seed(seed)
     best_top1, best_epoch, best_state = -1.0, 0, None
+    progress = Progress("fine-tuning epochs", epochs)
     for epoch in range(1, epochs + 1):
         network.train()
         order = keep[torch.randperm(len(keep), generator=generator)]
@@ -114,6 +116,8 @@ def finetune_protocol(
         if val_top1 > best_top1:
             best_top1, best_epoch = val_top1, epoch
             best_state = copy.deepcopy(network.state_dict())
+        progress.update()
+    progress.close()
     network.load_state_dict(best_state)
     results = topk_accuracy(*_scores(network, test, None, recipe, batch_size))
     return {

@@ -16,6 +16,7 @@ from .accuracy import topk_accuracy
 from .encoder import Encoder
 from .errors import EvaluationError
 from .features import extract_features
+from .progress import Progress
 
 DECAY_AT = (0.6, 0.8)
 """Fractions of the epochs after which the learning rate is divided by 10."""
@@ -46,6 +47,7 @@ def train_linear(
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=0.1)
     generator = torch.Generator().manual_seed(seed)
     n = features.shape[0]
+    progress = Progress("linear classifier epochs", epochs)
     with torch.enable_grad():
         for _ in range(epochs):
             for chosen in torch.randperm(n, generator=generator).split(batch_size):
@@ -55,6 +57,8 @@ def train_linear(
                 loss.backward()
                 optimizer.step()
             scheduler.step()
+            progress.update()
+    progress.close()
     return classifier.eval()
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from .. import __version__
+from ..data.datasets import canonical_name, check_split
 from ..fileio import atomic_write_json
 from .encoder import RANDOM_PREFIX, Encoder, load_encoder
 from .errors import EvaluationError
@@ -17,6 +19,7 @@ from .knn import knn_protocol
 from .linear import linear_protocol
 from .logreg import logreg_protocol
 from .metrics import metrics_protocol
+from .progress import reporting
 
 PROTOCOLS = ("linear", "logreg", "knn", "finetune", "metrics")
 
@@ -59,14 +62,26 @@ def _convert(key: str, value: Any, kind: type) -> int | float:
         raise EvaluationError(f"{key}={value!r}: expected {kind.__name__}") from None
 
 
-def default_out(spec: str, protocol: str, features: str) -> Path:
-    """`<checkpoint dir>/eval_<protocol>_<features>.json`, `runs/random-<backbone>/...` for
-    random backbones."""
+def default_out(
+    spec: str,
+    protocol: str,
+    features: str,
+    dataset: str = "digits",
+    data_dir: str | None = None,
+    holdout: float | None = None,
+) -> Path:
+    """`<checkpoint dir>/eval_<protocol>_<features>_<dataset>[-<hash>].json` (in
+    `runs/random-<backbone>/` for random backbones), so evaluations on other data never
+    overwrite each other: the hash names the data folder and the held-out fraction, if any."""
     if spec.startswith(RANDOM_PREFIX):
         folder = Path("runs") / f"random-{spec.removeprefix(RANDOM_PREFIX)}"
     else:
         folder = Path(spec).expanduser().parent
-    return folder / f"eval_{protocol}_{features}.json"
+    name = f"eval_{protocol}_{features}_{canonical_name(dataset)}"
+    if data_dir is not None or holdout is not None:
+        where = str(Path(data_dir).expanduser().resolve()) if data_dir is not None else ""
+        name += "-" + hashlib.sha256(f"{where}|{holdout}".encode()).hexdigest()[:8]
+    return folder / f"{name}.json"
 
 
 def evaluate(
@@ -77,6 +92,8 @@ def evaluate(
     data_dir: str | None = None,
     out: str | None = None,
     seed: int = 0,
+    holdout_fraction: float | None = None,
+    progress: bool = False,
     **options: Any,
 ) -> dict[str, Any]:
     """Run `protocol` (one of PROTOCOLS) on the encoder `spec` names; write and return its record.
@@ -86,14 +103,31 @@ def evaluate(
     it is written atomically as JSON (default: `default_out`); the metrics protocol puts its map
     beside it, with the suffix .png. `seed` fixes every random draw, and the initialisation of
     a `random:` backbone.
+
+    The splits are checked before any work. `holdout_fraction` evaluates on the last fraction
+    of each class of the training split (training on the rest), for data without a test split;
+    `progress` reports feature extraction and classifier epochs on stderr.
     """
     settings = protocol_options(protocol, options)
     if features not in FEATURES:
         raise EvaluationError(f"unknown features {features!r}; valid: {', '.join(FEATURES)}")
-    path = Path(out).expanduser() if out else default_out(spec, protocol, features)
+    if holdout_fraction is not None and not 0.0 < holdout_fraction < 1.0:
+        raise EvaluationError(f"holdout_fraction={holdout_fraction}: must be in (0, 1)")
+    splits = ("train",) if holdout_fraction is not None else ("train", "test")
+    if dataset is not None:  # before a random backbone reads the data for its input size
+        _check_splits(dataset, data_dir, splits)
     encoder = load_encoder(spec, dataset, data_dir, seed=seed)
+    _check_splits(encoder.dataset, encoder.data_dir, splits)
+    encoder.holdout = holdout_fraction
     require_features(encoder, features)
-    with torch.random.fork_rng(devices=[]):
+    path = (
+        Path(out).expanduser()
+        if out
+        else default_out(
+            spec, protocol, features, encoder.dataset, encoder.data_dir, holdout_fraction
+        )
+    )
+    with torch.random.fork_rng(devices=[]), reporting(progress):
         torch.manual_seed(seed)
         figures = _run(protocol, encoder, features, path, seed, settings)
     record = {
@@ -106,6 +140,12 @@ def evaluate(
         "method": encoder.method,
         "backbone": encoder.backbone.name,
         "dataset": encoder.dataset,
+        "data_dir": str(Path(encoder.data_dir).expanduser().resolve())
+        if encoder.data_dir
+        else None,
+        "split": "test"
+        if holdout_fraction is None
+        else f"last {holdout_fraction:g} of each class of train",
         "seed": seed,
         "options": settings,
         "version": __version__,
@@ -113,6 +153,16 @@ def evaluate(
     }
     atomic_write_json(path, record)
     return record
+
+
+def _check_splits(dataset: str, data_dir: str | None, splits: tuple[str, ...]) -> None:
+    """EvaluationError at once if a split is missing or names classes train/ lacks."""
+    for split in splits:
+        try:
+            check_split(dataset, split, data_dir)
+        except ValueError as error:
+            hint = "; for data without one, evaluate on part of train/ with --holdout-fraction 0.1"
+            raise EvaluationError(f"{error}{hint if split == 'test' else ''}") from None
 
 
 def _run(

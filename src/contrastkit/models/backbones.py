@@ -15,9 +15,10 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from ..names import BACKBONE_NAMES
 from .library_backbones import build_library_model, split_name
 
-BACKBONES = ("resnet18", "resnet50", "efficientnet_b0", "small-cnn")
+BACKBONES = BACKBONE_NAMES  # the built-in names; timm/ and torchvision/ names besides
 
 SMALL_IMAGE_SIZE = 64
 """Images smaller than this (in pixels) get a stride-1 stem and no max-pool."""

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import ContrastkitError
+from ..names import BACKBONE_NAMES, METHOD_NAMES, OPTIMIZER_NAMES
 from .options import check_head_options, check_optimisation_options
 
 PRECISIONS = ("auto", "32", "bf16", "16")
@@ -29,8 +31,14 @@ def choices(key: str) -> tuple[str, ...]:
         from ..data.datasets import DATASET_NAMES
 
         return DATASET_NAMES
-    local = {"precision": PRECISIONS, "loggers": LOGGERS, "accelerator": ACCELERATORS}
-    return local[key] if key in local else __getattr__(f"{key.upper()}_NAMES")
+    return {
+        "method": METHOD_NAMES,
+        "backbone": BACKBONE_NAMES,
+        "optimizer": OPTIMIZER_NAMES,
+        "precision": PRECISIONS,
+        "loggers": LOGGERS,
+        "accelerator": ACCELERATORS,
+    }[key]
 
 
 _SIZES = (  # optional sizes; None picks a default
@@ -42,25 +50,7 @@ _SIZES = (  # optional sizes; None picks a default
 )
 
 
-def __getattr__(name: str) -> tuple[str, ...]:
-    """METHOD_NAMES, BACKBONE_NAMES, OPTIMIZER_NAMES: read from their one registry when first
-    asked for (methods.spec, models.backbones, train.optim), which keeps this module light."""
-    if name == "METHOD_NAMES":
-        from ..methods.spec import METHODS
-
-        return tuple(METHODS)
-    if name == "BACKBONE_NAMES":
-        from ..models.backbones import BACKBONES
-
-        return BACKBONES
-    if name == "OPTIMIZER_NAMES":
-        from .optim import OPTIMIZERS
-
-        return OPTIMIZERS
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-class ConfigError(ValueError):
+class ConfigError(ContrastkitError, ValueError):
     """A configuration value or key that cannot be used; the message is one line."""
 
 
@@ -176,6 +166,10 @@ class PretrainConfig:
     )
     progress: bool = field(default=True, metadata={"help": "show a progress bar"})
     # [runtime options]
+    overwrite: bool = field(
+        default=False,
+        metadata={"help": "replace the checkpoints and logs of a run already in --out"},
+    )
     # [augmentation options]
     # [head options]
     projector_layers: int | None = field(
@@ -307,19 +301,10 @@ class PretrainConfig:
 
     def validate(self) -> PretrainConfig:
         """Raise ConfigError naming the first invalid value and what would be valid."""
-        from ..data.datasets import DATASET_NAMES, FOLDER_DATASET_NAMES, canonical_name
-        from ..losses import LOSS_MODULES
-        from ..methods.spec import METHODS
-        from .backbone_config import check_backbone
-        from .optim import OPTIMIZERS
-
-        _choice("method", self.method, METHODS)
-        spec = METHODS[self.method]
-        if self.loss is not None:
-            _choice("loss", self.loss, spec.losses, f" for method {self.method}")
-        dataset = canonical_name(self.dataset)
-        _choice("dataset", dataset, DATASET_NAMES)
-        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("method", self.method, METHOD_NAMES)
+        if "/" not in self.backbone:  # timm/<name> and torchvision/<name>: check_backbone
+            _choice("backbone", self.backbone, BACKBONE_NAMES)
+        _choice("optimizer", self.optimizer, OPTIMIZER_NAMES)
         _choice("precision", self.precision, PRECISIONS)
         _choice("accelerator", self.accelerator, ACCELERATORS)
         for name in self.loggers.split(","):
@@ -335,6 +320,17 @@ class PretrainConfig:
         for name in _SIZES:
             if getattr(self, name) is not None:
                 _at_least(name, getattr(self, name), 1)
+        # The checks above need no torch, so argument errors answer before it loads.
+        from ..data.datasets import DATASET_NAMES, FOLDER_DATASET_NAMES, canonical_name
+        from ..losses import LOSS_MODULES
+        from ..methods.spec import METHODS
+        from .backbone_config import check_backbone
+
+        spec = METHODS[self.method]
+        if self.loss is not None:
+            _choice("loss", self.loss, spec.losses, f" for method {self.method}")
+        dataset = canonical_name(self.dataset)
+        _choice("dataset", dataset, DATASET_NAMES)
         if self.image_size is not None and dataset not in FOLDER_DATASET_NAMES:
             raise ConfigError(
                 f"image_size={self.image_size}: {dataset} keeps its own size, only image folders "
@@ -547,26 +543,47 @@ def parse_override(text: str) -> tuple[str, str]:
 
 
 def build_config(layers: Iterable[Mapping[str, Any]]) -> PretrainConfig:
-    """Defaults, then each layer of raw values in order (preset, options, overrides), checked."""
+    """Defaults, then each layer of raw values in order (preset, options, overrides), checked.
+
+    A later layer wins. `temperature`, `loss.temperature` and `loss_options: {temperature}`
+    spell one value: within one layer they must agree, or ConfigError names both spellings.
+    """
     values: dict[str, Any] = {}
     loss_options: dict[str, Any] = {}
     backbone_options: dict[str, Any] = {}
     for layer in layers:
+        spelled: dict[str, tuple[str, Any]] = {}  # the layer's value of each field, and spelling
         for key, raw in layer.items():
             key = key.replace("-", "_")
             if key == "loss.temperature":  # one spelling: the loss's temperature is `temperature`
                 key = "temperature"
             value = parse_value(key, raw)
-            if key.startswith("loss."):
-                loss_options[key.removeprefix("loss.")] = value
-            elif key == "loss_options":
-                values["temperature"] = value.pop("temperature", values.get("temperature"))
-                loss_options.update(value)
-            elif key.startswith("backbone."):
-                backbone_options[key.removeprefix("backbone.")] = value
-            elif key == "backbone_options":
-                backbone_options.update(value)
+            if key == "loss_options":
+                pairs = [(f"loss_options.{k}", f"loss.{k}", v) for k, v in value.items()]
             else:
-                values[key] = value
+                pairs = [(key, key, value)]
+            for spelling, name, item in pairs:
+                if name == "loss.temperature":
+                    name, item = "temperature", parse_value("temperature", item)
+                _check_one_spelling(spelled, name, spelling, item)
+                if name.startswith("loss."):
+                    loss_options[name.removeprefix("loss.")] = item
+                elif name.startswith("backbone."):
+                    backbone_options[name.removeprefix("backbone.")] = item
+                elif name == "backbone_options":
+                    backbone_options.update(item)
+                else:
+                    values[name] = item
     config = PretrainConfig(**values, loss_options=loss_options, backbone_options=backbone_options)
     return config.validate()
+
+
+def _check_one_spelling(
+    spelled: dict[str, tuple[str, Any]], target: str, spelling: str, value: Any
+) -> None:
+    """Record `spelling=value` for `target`; ConfigError if another spelling gave another value."""
+    earlier = spelled.setdefault(target, (spelling, value))
+    if earlier[0] != spelling and earlier[1] != value:
+        raise ConfigError(
+            f"{earlier[0]}={earlier[1]} and {spelling}={value} set one value twice; give one"
+        )

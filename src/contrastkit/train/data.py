@@ -3,6 +3,7 @@ their augmentation, and the batch iterables that serve them on the training devi
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -200,6 +201,7 @@ class EpochBatches:
         self.epoch, self.seed, self.shuffle = epoch, seed, shuffle
         self.rank, self.world_size = rank, world_size
         self.device = device
+        self.skip = 0  # batches of the next iteration to pass over (a mid-epoch resume)
         if isinstance(images, InMemoryImages):
             self.source: Iterable = DeviceBatches(
                 images.images.to(device),
@@ -244,5 +246,6 @@ class EpochBatches:
             self.source.sampler.generator = torch.Generator().manual_seed(
                 epoch_seed(self.seed, epoch, self.rank)
             )
-        for images, labels in self.source:
+        skip, self.skip = self.skip, 0
+        for images, labels in itertools.islice(self.source, skip, None):
             yield images.to(self.device, non_blocking=True), labels.to(self.device)

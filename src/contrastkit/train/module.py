@@ -44,6 +44,8 @@ class PretrainModule(L.LightningModule):
         self._generator: torch.Generator | None = None
         self._last_step_time: float | None = None
         self._epoch_start = 0.0
+        self._batches_done = 0  # in this epoch; saved by a mid-epoch (Ctrl-C) checkpoint
+        self._resume_position: dict[str, Any] | None = None
         self.skipped_nonfinite = 0  # optimiser steps skipped for a non-finite loss or gradient
         self.feature_rank = FeatureRank()  # collapse monitor over the epoch's probe features
 
@@ -63,7 +65,10 @@ class PretrainModule(L.LightningModule):
         )
 
     def train_dataloader(self) -> EpochBatches:
-        return self._batches(self.data.train, shuffle=True)
+        batches = self._batches(self.data.train, shuffle=True)
+        if self._resume_position is not None:  # a checkpoint from inside an epoch
+            batches.skip = int(self._resume_position["batches"])
+        return batches
 
     def val_dataloader(self) -> EpochBatches | list:
         return self._batches(self.data.val, shuffle=False) if self._probing else []
@@ -96,8 +101,21 @@ class PretrainModule(L.LightningModule):
         # Augmentation draws depend only on (seed, epoch, rank): resuming replays them exactly.
         seed = epoch_seed(self.config.seed, self.current_epoch, self.global_rank)
         self._generator = torch.Generator(self.device).manual_seed(seed)
+        self._batches_done = 0
+
+    def _continue_epoch(self, position: dict[str, Any]) -> None:
+        """Resume inside an epoch (Lightning calls no on_train_epoch_start then): the
+        augmentation draws continue where the checkpoint left them."""
+        self._resume_position = None
+        self._epoch_start = time.perf_counter()
+        self._batches_done = int(position["batches"])
+        self._generator = torch.Generator(self.device)
+        self._generator.set_state(position["generator"])
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor | None:
+        if self._resume_position is not None:
+            self._continue_epoch(self._resume_position)
+        self._batches_done += 1
         images, labels = batch
         optimizer, scheduler = self.optimizers(), self.lr_schedulers()
         self.method.set_step(self.global_step, int(self.trainer.estimated_stepping_batches))
@@ -187,6 +205,7 @@ class PretrainModule(L.LightningModule):
         self._last_step_time = now
 
     def on_train_epoch_end(self) -> None:
+        self._batches_done = 0  # the epoch's checkpoint, saved next, resumes at the next epoch
         self._last_step_time = None  # do not count validation time as step time
         seconds = time.perf_counter() - self._epoch_start
         self.log("time/epoch_s", seconds, on_epoch=True, sync_dist=True)
@@ -225,6 +244,11 @@ class PretrainModule(L.LightningModule):
         if self.probe is not None:
             checkpoint["probe"] = self.probe.state_dict()
         checkpoint["skipped_nonfinite"] = self.skipped_nonfinite
+        if self._batches_done and self._generator is not None:
+            checkpoint["epoch_position"] = {
+                "batches": self._batches_done,
+                "generator": self._generator.get_state(),
+            }
         # Plain tensors and tuples only, so the checkpoint loads with weights_only=True.
         kind, keys, position, has_gauss, gauss = np.random.get_state()
         checkpoint["rng"] = {
@@ -237,6 +261,7 @@ class PretrainModule(L.LightningModule):
         if self.probe is not None and "probe" in checkpoint:
             self.probe.load_state_dict(checkpoint["probe"])
         self.skipped_nonfinite = int(checkpoint.get("skipped_nonfinite", 0))
+        self._resume_position = checkpoint.get("epoch_position")
         rng = checkpoint.get("rng")
         if rng:
             torch.set_rng_state(rng["torch"])

@@ -15,12 +15,13 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
+from ..names import OPTIMIZER_NAMES
 from .options import parse_milestones
 
 if TYPE_CHECKING:
     from .config import PretrainConfig
 
-OPTIMIZERS = ("sgd", "lars", "adam", "adamw")
+OPTIMIZERS = OPTIMIZER_NAMES
 
 
 class LARS(torch.optim.Optimizer):

@@ -18,6 +18,32 @@ _CHECKPOINT_PER_WEIGHT_BYTE = 4
 _LOG_BYTES = 1 << 20
 
 
+# What a run leaves in its folder; --overwrite removes these and nothing else.
+_RUN_FILES = ("last.ckpt", "epoch*.ckpt", "logs", "tensorboard", "wandb")
+
+
+def check_run_folder(out_dir: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse to train into a folder holding another run's checkpoints or logs, unless resuming;
+    with `overwrite`, remove them first, so nothing of the old run mixes with the new one.
+
+    Only the first process checks: under DDP the other ranks start (as copies of the command)
+    once the first one is already training into the folder.
+    """
+    first = os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
+    if resume or not first or not out_dir.is_dir():
+        return
+    found = sorted(p for pattern in _RUN_FILES for p in out_dir.glob(pattern))
+    if not found:
+        return
+    if not overwrite:
+        raise ConfigError(
+            f"{out_dir} already holds a run ({found[0].name}); continue it with --resume, "
+            "choose another --out, or replace it with --overwrite"
+        )
+    for path in found:
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
 def check_output_folder(out_dir: Path) -> None:
     """Create `out_dir` and write and delete a small file in it; ConfigError if that fails."""
     probe = out_dir / f".write-probe-{os.getpid()}"

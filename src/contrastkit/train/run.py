@@ -11,7 +11,7 @@ from pathlib import Path
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
+from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from lightning.pytorch.plugins import LayerSync
 from torch import nn
 
@@ -23,8 +23,10 @@ from .config import ConfigError, PretrainConfig
 from .config_file import write_run_config
 from .data import load_pretrain_data
 from .factory import method_from_config
+from .interrupt import SaveOnInterrupt
+from .logs import ContinuingCSVLogger, FlushLogs
 from .module import PretrainModule
-from .preflight import check_free_space, check_output_folder
+from .preflight import check_free_space, check_output_folder, check_run_folder
 from .resume import checkpoint_to_resume
 
 _PRECISION = {"32": "32-true", "bf16": "bf16-mixed", "16": "16-mixed"}
@@ -82,12 +84,13 @@ def _check_precision(config: PretrainConfig) -> None:
         )
 
 
-def _loggers(config: PretrainConfig) -> list[Logger]:
+def _loggers(config: PretrainConfig, keep_before: int | None = None) -> list[Logger]:
+    """The configured loggers; a resumed run's CSV log keeps its rows before `keep_before`."""
     out = str(config.out_dir)
     loggers: list[Logger] = []
     for name in config.loggers.split(","):
         if name == "csv":
-            loggers.append(CSVLogger(out, name="", version="logs"))
+            loggers.append(ContinuingCSVLogger(out, keep_before))
         elif name == "tensorboard":
             loggers.append(TensorBoardLogger(out, name="", version="tensorboard"))
         elif name == "wandb":
@@ -101,8 +104,11 @@ def _loggers(config: PretrainConfig) -> list[Logger]:
     return loggers
 
 
-def build_trainer(config: PretrainConfig, callbacks: Sequence[Callback] = ()) -> L.Trainer:
-    """A Lightning Trainer with atomic checkpoints every epoch, `last.ckpt`, and the loggers."""
+def build_trainer(
+    config: PretrainConfig, callbacks: Sequence[Callback] = (), keep_logs_before: int | None = None
+) -> L.Trainer:
+    """A Lightning Trainer with atomic checkpoints every epoch, `last.ckpt`, and the loggers
+    (a resumed run's CSV log keeps the rows before step `keep_logs_before`)."""
     accelerator = _accelerator(config)
     _check_precision(config)
     ranks = config.devices * config.num_nodes
@@ -129,8 +135,8 @@ def build_trainer(config: PretrainConfig, callbacks: Sequence[Callback] = ()) ->
         # torch's SyncBatchNorm is CUDA-only; CPU ranks get ours through a LayerSync plugin.
         sync_batchnorm=config.sync_batchnorm and accelerator != "cpu",
         precision=_PRECISION[_precision(config)],
-        logger=_loggers(config),
-        callbacks=[checkpoints, *callbacks],
+        logger=_loggers(config, keep_logs_before),
+        callbacks=[checkpoints, FlushLogs(), *callbacks],
         plugins=[
             AtomicCheckpointIO(),
             *([CPUSyncBatchNorm()] if config.sync_batchnorm and accelerator == "cpu" else []),
@@ -154,6 +160,7 @@ def pretrain(config: PretrainConfig, callbacks: Sequence[Callback] = ()) -> Pret
     The output folder is checked for writes and free space before any training.
     """
     last = config.out_dir / "last.ckpt"
+    check_run_folder(config.out_dir, config.resume, config.overwrite)
     resume_from = checkpoint_to_resume(config.out_dir) if config.resume else None
     if resume_from is not None:
         check_resumable(config, resume_from)
@@ -169,9 +176,23 @@ def pretrain(config: PretrainConfig, callbacks: Sequence[Callback] = ()) -> Pret
     _check_precision(config)
     module = build_module(config)  # data errors surface before Lightning starts printing
     check_free_space(config.out_dir, module)
-    trainer = build_trainer(config, callbacks)
-    trainer.fit(module, ckpt_path=resume_from)
+    interrupt = SaveOnInterrupt(last)
+    logged = _logged_steps(resume_from) if resume_from is not None else None
+    trainer = build_trainer(config, [*callbacks, interrupt], logged)
+    with interrupt.listening():
+        trainer.fit(module, ckpt_path=resume_from)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     folders = {"csv": "logs", "tensorboard": "tensorboard", "wandb": "wandb"}
     logs = {name: config.out_dir / folders[name] for name in config.loggers.split(",")}
     return PretrainResult(last, logs, metrics, trainer.is_global_zero)
+
+
+def _logged_steps(checkpoint: Path) -> int:
+    """The logging step a checkpoint resumes at: its rows before it stay in the CSV log.
+
+    Lightning counts the batch a checkpoint saved at a batch's end (a Ctrl-C) only on restart.
+    """
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
+    loop = saved.get("loops", {}).get("fit_loop", {}).get("epoch_loop.state_dict", {})
+    steps = int(loop.get("_batches_that_stepped", saved.get("global_step", 0)))
+    return steps + 1 if "epoch_position" in saved else steps

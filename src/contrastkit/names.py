@@ -1,0 +1,24 @@
+"""The names users type for methods, backbones and optimisers: one list each.
+
+Kept free of imports so that a wrong name is refused before torch loads (within a second). The
+registries that hold each name's code are keyed by these lists: `methods.spec.METHODS`,
+`models.backbones.build_backbone` and `train.optim.build_optimizer` (a test checks they agree).
+"""
+
+METHOD_NAMES = (
+    "simclr",
+    "simclr_multicrop",
+    "barlow_twins",
+    "vicreg",
+    "simsiam",
+    "supcon",
+    "relic",
+    "supervised",
+    "byol",
+    "moco_v2",
+    "moco_v3",
+    "nnclr",
+    "lejepa",
+)
+BACKBONE_NAMES = ("resnet18", "resnet50", "efficientnet_b0", "small-cnn")
+OPTIMIZER_NAMES = ("sgd", "lars", "adam", "adamw")
