@@ -12,7 +12,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from . import __version__
+from .runtime import configure_openmp
 from .train.config import FIELDS, ConfigError, build_config, load_preset, parse_override
+
+# Before anything loads torch: OpenMP reads these once (none of the imports above loads it).
+configure_openmp()
 
 if TYPE_CHECKING:
     from .compare import CompareSpec
