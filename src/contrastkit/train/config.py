@@ -85,6 +85,13 @@ class PretrainConfig:
     workers: int = 2
     progress: bool = True
     # [runtime options]
+    log_every_n_steps: int = field(
+        default=10,
+        metadata={
+            "help": "write the step's loss, lr and img/s every this many steps; reading them "
+            "back waits for the device, so on a GPU the other steps never do"
+        },
+    )
     # [augmentation options]
     # [head options]
     # [optimisation options]
@@ -141,6 +148,7 @@ class PretrainConfig:
         if not 0.0 <= self.ema_base <= 1.0:
             raise ConfigError(f"ema_base={self.ema_base}: must be in [0, 1]")
         # [runtime checks]
+        _at_least("log_every_n_steps", self.log_every_n_steps, 1)
         # [augmentation checks]
         # [head checks]
         # [optimisation checks]
