@@ -164,7 +164,7 @@ class PretrainModule(L.LightningModule):
                 by_dtype.setdefault(grad.dtype, []).append(grad)
             one = torch.ones(1, device=found.device)
             for grads in by_dtype.values():
-                # The grad scaler's fused check; scaling by exactly 1 leaves the gradients as they are.
+                # The grad scaler's fused check; scaling by exactly 1 leaves the gradients as is.
                 torch._amp_foreach_non_finite_check_and_unscale_(grads, found, one)
         return bool(self.trainer.strategy.reduce(found, reduce_op="sum").item())
 
