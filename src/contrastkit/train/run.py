@@ -23,6 +23,7 @@ from .data import load_pretrain_data
 from .factory import method_from_config
 from .module import PretrainModule
 from .preflight import check_free_space, check_output_folder
+from .progress import StepFiguresBar
 from .resume import checkpoint_to_resume
 
 _PRECISION = {"32": "32-true", "bf16": "bf16-mixed", "16": "16-mixed"}
@@ -117,7 +118,7 @@ def build_trainer(config: PretrainConfig, callbacks: Sequence[Callback] = ()) ->
         sync_batchnorm=config.sync_batchnorm and accelerator != "cpu",
         precision=_PRECISION[config.precision],
         logger=_loggers(config),
-        callbacks=[checkpoints, *callbacks],
+        callbacks=[checkpoints, *([StepFiguresBar()] if config.progress else []), *callbacks],
         plugins=[
             AtomicCheckpointIO(),
             *([CPUSyncBatchNorm()] if config.sync_batchnorm and accelerator == "cpu" else []),
