@@ -52,7 +52,9 @@ def timed_run(entry: str, epochs: int, folder: Path) -> float:
     """Wall seconds of one pretrain command, in a fresh output folder."""
     out = Path(tempfile.mkdtemp(dir=folder))
     start = time.perf_counter()
-    subprocess.run(_command(entry, epochs, out), env=_environment(), check=True)
+    subprocess.run(
+        _command(entry, epochs, out), env=_environment(), check=True, stdout=subprocess.DEVNULL
+    )
     return time.perf_counter() - start
 
 
