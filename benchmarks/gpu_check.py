@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib.util
 import os
 import subprocess
 import sys
@@ -90,6 +91,15 @@ def steps(dry_run: bool, data: Path) -> list[Step]:
             limit(330),
         ),
     ]
+
+
+# What the steps import; a machine without one says so in the results' header.
+MODULES = ("torch", "torchvision", "lightning", "sklearn", "PIL", "yaml", "tensorboard")
+MODULES += ("pytest", "hypothesis", "lightly", "kornia")
+
+
+def missing_modules() -> list[str]:
+    return [name for name in MODULES if importlib.util.find_spec(name) is None]
 
 
 def device_name(dry_run: bool) -> str:
@@ -171,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
         f"# GPU results{' (dry run: toy sizes on the CPU)' if args.dry_run else ''}\n",
         f"Measured on **{name}**, {today}, by `make gpu-check"
         f"{' DRY_RUN=1' if args.dry_run else ''}` (benchmarks/gpu_check.py); torch "
-        f"{torch.__version__}, CUDA {torch.version.cuda}, Python {sys.version.split()[0]}.\n",
+        f"{torch.__version__}, CUDA {torch.version.cuda}, Python {sys.version.split()[0]}; "
+        f"modules missing: {', '.join(missing_modules()) or 'none'}.\n",
     ]
     sections, failed, total = [], 0, time.perf_counter()
     for step in steps(args.dry_run, data):
