@@ -45,7 +45,7 @@ bench: $(STAMP)
 # is built, else python3, from the source tree (PYTHONPATH), reading the CIFAR-10 pack in
 # carry/ (`make gpu-pack` writes it from ../shared/data). DRY_RUN=1 runs the same steps at toy
 # sizes on the CPU in the project's environment, peers included; CI runs that.
-GPU_PYTHON = $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
+GPU_PYTHON = $$(test -x $(BIN)/python && echo $(BIN)/python || echo python3)
 
 gpu-check: $(if $(DRY_RUN),$(STAMP))
 	$(if $(DRY_RUN),$(BIN)/pip install --quiet -e ".[bench]")
