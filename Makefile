@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format bench clean-venv
+.PHONY: demo test lint format bench gpu-check gpu-pack clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,20 @@ bench: $(STAMP)
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m benchmarks.train_step
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m benchmarks.large_batch
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m benchmarks.micro_batch
+
+# Every GPU figure in one call of at most 8 minutes, written into docs/results.md
+# (benchmarks/gpu_check.py). On the GPU machine it installs nothing: it runs with .venv if one
+# is built, else python3, from the source tree (PYTHONPATH), reading the CIFAR-10 pack in
+# carry/ (`make gpu-pack` writes it from ../shared/data). DRY_RUN=1 runs the same steps at toy
+# sizes on the CPU in the project's environment, peers included; CI runs that.
+GPU_PYTHON = $$(test -x $(BIN)/python && echo $(BIN)/python || echo python3)
+
+gpu-check: $(if $(DRY_RUN),$(STAMP))
+	$(if $(DRY_RUN),$(BIN)/pip install --quiet -e ".[bench]")
+	PYTHONPATH=src:. $(GPU_PYTHON) -m benchmarks.gpu_check $(if $(DRY_RUN),--dry-run)
+
+gpu-pack:
+	PYTHONPATH=src:. $(GPU_PYTHON) -m benchmarks.gpu_check --pack-only
 
 clean-venv:
 	rm -rf $(VENV)

@@ -15,7 +15,11 @@ from typing import TYPE_CHECKING, NoReturn
 from . import __version__
 from .errors import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_INTERRUPTED, ContrastkitError
 from .export import FORMATS
+from .runtime import configure_openmp
 from .train.config import FIELDS, NAMED_KEYS, ConfigError, build_config, load_preset, parse_override
+
+# Before anything loads torch: OpenMP reads these once (none of the imports above loads it).
+configure_openmp()
 
 if TYPE_CHECKING:
     from .compare import CompareSpec

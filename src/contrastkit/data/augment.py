@@ -278,9 +278,9 @@ class BatchAugment(nn.Module):
         draw_device = generator.device if generator is not None else torch.device("cpu")
         draws = torch.rand(batch, _N_DRAWS, generator=generator, device=draw_device)
         # Blur runs only on its samples; pick them where the draws live, so a CPU generator
-        # needs no device sync.
-        blurred = (draws[:, _BLUR] < spec.blur_p).nonzero().squeeze(1).to(pixels.device)
-        draws = draws.to(pixels.device)
+        # needs no device sync (nor do the copies, which wait for no queued work).
+        blurred = (draws[:, _BLUR] < spec.blur_p).nonzero().squeeze(1)
+        blurred, draws = (t.to(pixels.device, non_blocking=True) for t in (blurred, draws))
 
         boxes = _crop_boxes(draws, height, width, spec)
         out = resized_crop(pixels, boxes, spec.hw, flip=draws[:, _FLIP] < spec.flip_p)

@@ -170,6 +170,13 @@ class PretrainConfig:
         default=False,
         metadata={"help": "replace the checkpoints and logs of a run already in --out"},
     )
+    log_every_n_steps: int = field(
+        default=10,
+        metadata={
+            "help": "write the step's loss, lr and img/s every this many steps; reading them "
+            "back waits for the device, so on a GPU the other steps never do"
+        },
+    )
     # [augmentation options]
     # [head options]
     projector_layers: int | None = field(
@@ -350,6 +357,7 @@ class PretrainConfig:
         if not 0.0 <= self.ema_base <= 1.0:
             raise ConfigError(f"ema_base={self.ema_base}: must be in [0, 1]")
         # [runtime checks]
+        _at_least("log_every_n_steps", self.log_every_n_steps, 1)
         # [augmentation checks]
         # [head checks]
         check_head_options(self)

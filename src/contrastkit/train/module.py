@@ -42,7 +42,9 @@ class PretrainModule(L.LightningModule):
             else None
         )
         self._generator: torch.Generator | None = None
-        self._last_step_time: float | None = None
+        self._last_log_time: float | None = None  # when step figures were last written
+        self._images_since_log = 0
+        self.progress_figures: dict[str, float] = {}  # the last step figures, for the progress bar
         self._epoch_start = 0.0
         self._batches_done = 0  # in this epoch; saved by a mid-epoch (Ctrl-C) checkpoint
         self._resume_position: dict[str, Any] | None = None
@@ -100,7 +102,8 @@ class PretrainModule(L.LightningModule):
         self._epoch_start = time.perf_counter()
         # Augmentation draws depend only on (seed, epoch, rank): resuming replays them exactly.
         seed = epoch_seed(self.config.seed, self.current_epoch, self.global_rank)
-        self._generator = torch.Generator(self.device).manual_seed(seed)
+        # On the CPU, so augmentation picks its samples without waiting for the device.
+        self._generator = torch.Generator().manual_seed(seed)
         self._batches_done = 0
 
     def _continue_epoch(self, position: dict[str, Any]) -> None:
@@ -109,7 +112,7 @@ class PretrainModule(L.LightningModule):
         self._resume_position = None
         self._epoch_start = time.perf_counter()
         self._batches_done = int(position["batches"])
-        self._generator = torch.Generator(self.device)
+        self._generator = torch.Generator()
         self._generator.set_state(position["generator"])
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor | None:
@@ -124,13 +127,12 @@ class PretrainModule(L.LightningModule):
             views = [v.contiguous(memory_format=torch.channels_last) for v in views]
         out, backward = self._forward(views, labels if self.method.reads_labels else None)
         optimizer.zero_grad(set_to_none=True)
-        # Checked before the optimiser step, so a NaN never reaches the weights or a checkpoint.
-        if not self._finite_everywhere([out.loss]):
-            return self._skip_nonfinite("loss", out, optimizer)
         backward()
-        if self._check_gradients and not self._finite_everywhere(self._gradients()):
-            return self._skip_nonfinite("gradients", out, optimizer)
-        self._log_step(out.loss, out.components, images.shape[0], optimizer)  # lr of this step
+        # The step's one host-device synchronisation, before the optimiser step, so a NaN never
+        # reaches the weights or a checkpoint.
+        if self._nonfinite_anywhere(out.loss):
+            return self._skip_nonfinite(out, optimizer)
+        self._log_step(out, images.shape[0], optimizer)  # lr of this step
         optimizer.step()
         scheduler.step()
         self.method.after_optimizer_step()
@@ -165,15 +167,24 @@ class PretrainModule(L.LightningModule):
     def _gradients(self) -> list[Tensor]:
         return [p.grad for p in self.method.parameters() if p.grad is not None]
 
-    def _finite_everywhere(self, tensors: list[Tensor]) -> bool:
-        """Whether all `tensors` are finite on every rank. All ranks get the same answer, so
-        they skip a step together and DDP's gradient all-reduce never waits for a skipping rank."""
-        if not tensors:
-            return True
-        bad = torch.stack([~torch.isfinite(t).all() for t in tensors]).any().float()
-        return not self.trainer.strategy.reduce(bad, reduce_op="sum").item()
+    def _nonfinite_anywhere(self, loss: Tensor) -> bool:
+        """Whether the loss or (outside fp16) any gradient holds an inf or NaN, on any rank.
 
-    def _skip_nonfinite(self, what: str, out: StepOutput, optimizer) -> None:
+        One flag gathers both checks on the device, so the step reads back one value. All
+        ranks get the same answer, so they skip a step together.
+        """
+        found = (~torch.isfinite(loss.detach())).float().reshape(1)
+        if self._check_gradients:
+            by_dtype: dict[torch.dtype, list[Tensor]] = {}
+            for grad in self._gradients():
+                by_dtype.setdefault(grad.dtype, []).append(grad)
+            one = torch.ones(1, device=found.device)
+            for grads in by_dtype.values():
+                # The grad scaler's fused check; scaling by exactly 1 leaves the gradients as is.
+                torch._amp_foreach_non_finite_check_and_unscale_(grads, found, one)
+        return bool(self.trainer.strategy.reduce(found, reduce_op="sum").item())
+
+    def _skip_nonfinite(self, out: StepOutput, optimizer) -> None:
         """Skip this optimiser step (no update, no EMA, no probe), or raise NonFiniteLossError
         once more than `skip_nonfinite` steps have been skipped."""
         optimizer.zero_grad(set_to_none=True)
@@ -181,6 +192,7 @@ class PretrainModule(L.LightningModule):
         allowed = self.config.skip_nonfinite
         if self.skipped_nonfinite <= allowed:
             return
+        what = "gradients" if bool(torch.isfinite(out.loss.detach())) else "loss"
         values = {"loss": out.loss, **out.components}
         shown = ", ".join(f"{name}={float(v.detach()):.4g}" for name, v in values.items())
         budget = f"; {self.skipped_nonfinite} such steps exceed skip_nonfinite={allowed}"
@@ -191,22 +203,39 @@ class PretrainModule(L.LightningModule):
             f"{shown}{budget if allowed else ''}; {kept}"
         )
 
-    def _log_step(self, loss: Tensor, components: dict[str, Tensor], batch: int, optimizer) -> None:
+    def _log_step(self, out: StepOutput, batch: int, optimizer) -> None:
+        """Epoch means accumulate on the device and are read back once, at the epoch's end; the
+        step's own figures are read back and written only every `log_every_n_steps` steps, so
+        the other steps never wait for the device."""
+        loss = out.loss.detach()
         self.log(
-            "train/loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=True, sync_dist=True
+            "train/loss_epoch", loss, prog_bar=True, on_step=False, on_epoch=True, sync_dist=True
         )
-        for name, value in components.items():
+        for name, value in out.components.items():
             self.log(f"train/{name}", value, on_step=False, on_epoch=True, sync_dist=True)
-        self.log("train/lr", optimizer.param_groups[0]["lr"], on_step=True, on_epoch=False)
+        self._images_since_log += batch * self.trainer.world_size
+        if self.global_step % self.config.log_every_n_steps:
+            return
         now = time.perf_counter()
-        if self._last_step_time is not None:
-            rate = batch * self.trainer.world_size / max(now - self._last_step_time, 1e-9)
-            self.log("img/s", rate, prog_bar=True, on_step=True, on_epoch=False)
-        self._last_step_time = now
+        figures = {
+            "train/loss_step": loss.item(),
+            "train/lr": optimizer.param_groups[0]["lr"],
+            "epoch": self.current_epoch,
+        }
+        if self._last_log_time is not None:
+            figures["img/s"] = self._images_since_log / max(now - self._last_log_time, 1e-9)
+        self._last_log_time, self._images_since_log = now, 0
+        for logger in self.loggers:
+            logger.log_metrics(figures, step=self.global_step)
+            logger.save()
+        self.progress_figures = {
+            name: figures[name] for name in ("train/loss_step", "img/s") if name in figures
+        }
 
     def on_train_epoch_end(self) -> None:
         self._batches_done = 0  # the epoch's checkpoint, saved next, resumes at the next epoch
-        self._last_step_time = None  # do not count validation time as step time
+        self._last_log_time = None  # do not count validation time as step time
+        self._images_since_log = 0
         seconds = time.perf_counter() - self._epoch_start
         self.log("time/epoch_s", seconds, on_epoch=True, sync_dist=True)
         rank = self.feature_rank.effective_rank()

@@ -29,10 +29,11 @@ class OnlineProbe:
 
     def train_step(self, features: Tensor, labels: Tensor) -> Tensor:
         """One SGD step on the labelled samples; returns the loss (0 when none is labelled)."""
-        known = labels >= 0
         with torch.autocast(features.device.type, enabled=False), torch.enable_grad():
-            logits = self.classifier(features.detach()[known].float())
-            loss = F.cross_entropy(logits, labels[known], reduction="sum") / max(1, len(labels))
+            logits = self.classifier(features.detach().float())
+            # ignore_index, not a boolean mask: selecting by a mask waits for the device.
+            loss = F.cross_entropy(logits, labels, ignore_index=-1, reduction="sum")
+            loss = loss / max(1, len(labels))
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:

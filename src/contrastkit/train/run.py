@@ -27,6 +27,7 @@ from .interrupt import SaveOnInterrupt
 from .logs import ContinuingCSVLogger, FlushLogs
 from .module import PretrainModule
 from .preflight import check_free_space, check_output_folder, check_run_folder
+from .progress import StepFiguresBar
 from .resume import checkpoint_to_resume
 
 _PRECISION = {"32": "32-true", "bf16": "bf16-mixed", "16": "16-mixed"}
@@ -136,7 +137,12 @@ def build_trainer(
         sync_batchnorm=config.sync_batchnorm and accelerator != "cpu",
         precision=_PRECISION[_precision(config)],
         logger=_loggers(config, keep_logs_before),
-        callbacks=[checkpoints, FlushLogs(), *callbacks],
+        callbacks=[
+            checkpoints,
+            FlushLogs(),
+            *([StepFiguresBar()] if config.progress else []),
+            *callbacks,
+        ],
         plugins=[
             AtomicCheckpointIO(),
             *([CPUSyncBatchNorm()] if config.sync_batchnorm and accelerator == "cpu" else []),
