@@ -209,8 +209,10 @@ def _evaluate(args: argparse.Namespace) -> int:
             dataset=args.dataset,
             data_dir=args.data_dir,
             out=args.out,
+            seed=_eval_seed(args.seed),
+            **_eval_options(args),
         )
-    except (EvaluationError, DatasetNotFoundError, CorruptImageError) as error:
+    except (EvaluationError, ConfigError, DatasetNotFoundError, CorruptImageError) as error:
         return _fail(str(error))
     extras = ", ".join(
         f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
@@ -223,6 +225,44 @@ def _evaluate(args: argparse.Namespace) -> int:
     )
     print(f"written: {result['out']}")
     return 0
+
+
+EVAL_FLAGS = {
+    "encoder": "online|target: the EMA target's networks when the method has one",
+    "optimizer": "sgd|adamw (linear, finetune)",
+    "lr": "peak learning rate",
+    "weight_decay": "weight decay",
+    "epochs": "training epochs",
+    "batch_size": "samples per step",
+    "schedule": "step|cosine|constant, after warmup_epochs",
+    "selection": "last|best (best: on a validation split of the training split)",
+    "augment": "true|false: crop + flip each epoch through the frozen encoder",
+    "label_fraction": "few-shot: class-balanced seeded fraction of the labels",
+    "per_class": "few-shot: labels per class",
+    "resize": "resize before the centre crop (0: as trained)",
+    "crop": "centre crop (0: as trained)",
+}
+"""The evaluation options that have their own --flag; every option also works as key=value."""
+
+
+def _eval_options(args: argparse.Namespace) -> dict[str, str]:
+    """Options from the --flags given, then key=value pairs (which win)."""
+    options = {key: getattr(args, key) for key in EVAL_FLAGS if getattr(args, key) is not None}
+    for item in args.overrides:
+        key, separator, value = item.partition("=")
+        if not separator or not key.strip():
+            raise ConfigError(f"{item!r}: expected key=value")
+        options[key.strip().replace("-", "_")] = value.strip()
+    return options
+
+
+def _eval_seed(raw: str | None) -> int:
+    if raw is None:
+        return 0
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"--seed {raw!r}: expected a whole number") from None
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -327,18 +367,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser(
         "evaluate",
-        help="evaluate a checkpoint (linear, logreg, knn, finetune, metrics)",
+        help="evaluate a checkpoint (linear, linear-sweep, logreg, knn, finetune, metrics, or a "
+        "seed's protocol preset)",
         description="Evaluate a checkpoint (or random:<backbone>) on the dataset it was "
-        "trained on, print one line of results and write them as JSON.",
+        "trained on, print one line of results and write them as JSON. Options override the "
+        "preset's; key=value sets any option of the protocol.",
     )
     evaluate.add_argument("--checkpoint", required=True, help="a .ckpt, or random:<backbone>")
     evaluate.add_argument(
-        "--protocol", required=True, choices=("linear", "logreg", "knn", "finetune", "metrics")
+        "--protocol",
+        required=True,
+        help="linear, linear-sweep, logreg, knn, finetune, metrics, or a preset: seed000, "
+        "seed002-linear, seed003-supcon-linear, seed004-logreg",
     )
-    evaluate.add_argument("--features", default="backbone", choices=("backbone", "projector"))
+    evaluate.add_argument(
+        "--features", choices=("backbone", "projector"), help="default: the preset's, or backbone"
+    )
     evaluate.add_argument("--dataset")
     evaluate.add_argument("--data-dir")
     evaluate.add_argument("--out", help="JSON path (default: beside the checkpoint)")
+    evaluate.add_argument("--seed", help="fixes every random draw (default 0)")
+    for key, text in EVAL_FLAGS.items():
+        evaluate.add_argument("--" + key.replace("_", "-"), dest=key, help=text)
+    evaluate.add_argument("overrides", nargs="*", metavar="key=value")
     evaluate.set_defaults(run=_evaluate)
 
     export = commands.add_parser(

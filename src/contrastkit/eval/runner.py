@@ -17,46 +17,9 @@ from .knn import knn_protocol
 from .linear import linear_protocol
 from .logreg import logreg_protocol
 from .metrics import metrics_protocol
-
-PROTOCOLS = ("linear", "logreg", "knn", "finetune", "metrics")
-
-OPTIONS: dict[str, dict[str, int | float]] = {
-    "linear": {"epochs": 100, "lr": 0.1, "batch_size": 256},
-    "logreg": {"max_iter": 1000, "C": 1.0},
-    "knn": {"k": 200, "temperature": 0.1},
-    "finetune": {"epochs": 30, "lr": 0.01, "batch_size": 256},
-    "metrics": {"k": 200, "temperature": 0.1, "max_samples": 4096},
-}
-"""Each protocol's options with their defaults."""
-
-
-def protocol_options(protocol: str, options: dict[str, Any]) -> dict[str, int | float]:
-    """The protocol's defaults updated with `options`, converted to the defaults' types.
-
-    Text values (from a command line) are converted; None means "the default".
-    """
-    if protocol not in PROTOCOLS:
-        raise EvaluationError(f"unknown protocol {protocol!r}; valid: {', '.join(PROTOCOLS)}")
-    defaults = OPTIONS[protocol]
-    settings = dict(defaults)
-    for key, value in options.items():
-        if key not in defaults:
-            raise EvaluationError(
-                f"unknown option {key!r} for protocol {protocol}; valid: {', '.join(defaults)}"
-            )
-        if value is not None:
-            settings[key] = _convert(key, value, type(defaults[key]))
-    return settings
-
-
-def _convert(key: str, value: Any, kind: type) -> int | float:
-    try:
-        number = float(value)
-        if kind is int and number != int(number):
-            raise ValueError
-        return int(number) if kind is int else number
-    except (TypeError, ValueError, OverflowError):
-        raise EvaluationError(f"{key}={value!r}: expected {kind.__name__}") from None
+from .options import protocol_options, split_network
+from .presets import PRESETS, resolve
+from .sweep import sweep_protocol
 
 
 def default_out(spec: str, protocol: str, features: str) -> Path:
@@ -72,14 +35,17 @@ def default_out(spec: str, protocol: str, features: str) -> Path:
 def evaluate(
     spec: str,
     protocol: str,
-    features: str = "backbone",
+    features: str | None = None,
     dataset: str | None = None,
     data_dir: str | None = None,
     out: str | None = None,
     seed: int = 0,
     **options: Any,
 ) -> dict[str, Any]:
-    """Run `protocol` (one of PROTOCOLS) on the encoder `spec` names; write and return its record.
+    """Run `protocol` (one of PROTOCOLS, or a preset of PRESETS) on the encoder `spec` names;
+    write and return its record.
+
+    `features` default to the preset's, else the backbone's; `options` override the preset's.
 
     The record has `protocol`, `features`, `top1`, `top5` (fractions), the protocol's own
     figures, `checkpoint`, `dataset`, `n_train`, `n_test`, the settings used, and `out`, where
@@ -87,17 +53,21 @@ def evaluate(
     beside it, with the suffix .png. `seed` fixes every random draw, and the initialisation of
     a `random:` backbone.
     """
+    preset = protocol if protocol in PRESETS else None
+    protocol, features, options = resolve(protocol, features, options)
     settings = protocol_options(protocol, options)
+    network, own = split_network(settings)
     if features not in FEATURES:
         raise EvaluationError(f"unknown features {features!r}; valid: {', '.join(FEATURES)}")
-    path = Path(out).expanduser() if out else default_out(spec, protocol, features)
-    encoder = load_encoder(spec, dataset, data_dir, seed=seed)
+    path = Path(out).expanduser() if out else default_out(spec, preset or protocol, features)
+    encoder = load_encoder(spec, dataset, data_dir, seed=seed, **network)
     require_features(encoder, features)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        figures = _run(protocol, encoder, features, path, seed, settings)
+        figures = _run(protocol, encoder, features, path, seed, own)
     record = {
         "protocol": protocol,
+        "preset": preset,
         "features": features,
         "top1": figures.pop("top1"),
         "top5": figures.pop("top5"),
@@ -105,6 +75,7 @@ def evaluate(
         "checkpoint": encoder.spec,
         "method": encoder.method,
         "backbone": encoder.backbone.name,
+        "encoder": encoder.network,
         "dataset": encoder.dataset,
         "seed": seed,
         "options": settings,
@@ -123,12 +94,15 @@ def _run(
     seed: int,
     settings: dict[str, Any],
 ) -> dict[str, Any]:
+    state = path.with_name(f".{path.stem}.state.pt")  # per-epoch state of trained heads
     if protocol == "linear":
-        return linear_protocol(encoder, features, seed=seed, **settings)
+        return linear_protocol(encoder, features, seed=seed, state_path=state, **settings)
+    if protocol == "linear-sweep":
+        return sweep_protocol(encoder, features, seed=seed, **settings)
     if protocol == "logreg":
         return logreg_protocol(encoder, features, seed=seed, **settings)
     if protocol == "knn":
         return knn_protocol(encoder, features, **settings)
     if protocol == "finetune":
-        return finetune_protocol(encoder, features, seed=seed, **settings)
+        return finetune_protocol(encoder, features, seed=seed, state_path=state, **settings)
     return metrics_protocol(encoder, features, path.with_suffix(".png"), seed=seed, **settings)

@@ -91,6 +91,10 @@ class PretrainConfig:
     # [method options]
     # [data options]
     # [evaluation options]
+    log_spectrum: bool = field(
+        default=True,
+        metadata={"help": "log RankMe and α-ReQ of the probe split's features each epoch"},
+    )
     # [backbone options]
 
     def validate(self) -> PretrainConfig:

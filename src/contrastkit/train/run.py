@@ -24,6 +24,7 @@ from .factory import method_from_config
 from .module import PretrainModule
 from .preflight import check_free_space, check_output_folder
 from .resume import checkpoint_to_resume
+from .spectrum import spectrum_monitor
 
 _PRECISION = {"32": "32-true", "bf16": "bf16-mixed", "16": "16-mixed"}
 
@@ -117,7 +118,7 @@ def build_trainer(config: PretrainConfig, callbacks: Sequence[Callback] = ()) ->
         sync_batchnorm=config.sync_batchnorm and accelerator != "cpu",
         precision=_PRECISION[config.precision],
         logger=_loggers(config),
-        callbacks=[checkpoints, *callbacks],
+        callbacks=[checkpoints, *spectrum_monitor(config), *callbacks],
         plugins=[
             AtomicCheckpointIO(),
             *([CPUSyncBatchNorm()] if config.sync_batchnorm and accelerator == "cpu" else []),
