@@ -78,7 +78,7 @@ def evaluate(
         "encoder": encoder.network,
         "dataset": encoder.dataset,
         "seed": seed,
-        "options": settings,
+        "options": {k: list(v) if isinstance(v, tuple) else v for k, v in settings.items()},
         "version": __version__,
         "out": str(path),
     }
