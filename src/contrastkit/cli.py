@@ -124,7 +124,8 @@ def _compare(args: argparse.Namespace) -> int:
     except ValueError:
         return _fail(f"--seeds {args.seeds!r}: expected comma-separated whole numbers")
     try:
-        overrides = dict(parse_override(item) for item in args.overrides)
+        evaluation = [item for item in args.overrides if item.startswith(EVAL_PREFIX)]
+        overrides = dict(parse_override(i) for i in args.overrides if i not in evaluation)
         spec = CompareSpec(
             **{
                 key: value
@@ -142,10 +143,26 @@ def _compare(args: argparse.Namespace) -> int:
                 if value is not None
             },
             overrides=overrides,
+            eval_options=_compare_eval_options(evaluation),
         )
     except ConfigError as error:
         return _fail(str(error))
     return _run_compare(spec)
+
+
+EVAL_PREFIX = "eval."
+"""compare's key=value pairs with this prefix are evaluation options, the others pretraining's."""
+
+
+def _compare_eval_options(items: list[str]) -> dict[str, str]:
+    """`eval.key=value` pairs as {key: value}."""
+    options = {}
+    for item in items:
+        key, separator, value = item.removeprefix(EVAL_PREFIX).partition("=")
+        if not separator or not key.strip():
+            raise ConfigError(f"{item!r}: expected eval.key=value")
+        options[key.strip()] = value.strip()
+    return options
 
 
 def _run_compare(spec: CompareSpec) -> int:
@@ -293,7 +310,8 @@ def _positive_int(name: str, raw: str | None) -> int | None:
 def _check_compare(spec: CompareSpec) -> None:
     """Refuse unknown losses, protocols and pretraining settings before any work starts."""
     from .compare.grid import Entry, pretrain_values
-    from .eval import PROTOCOLS
+    from .eval import PRESETS, PROTOCOLS, EvaluationError, protocol_options
+    from .eval.presets import options_for, resolve
     from .methods import method_for_loss
 
     for loss in spec.losses:
@@ -302,8 +320,19 @@ def _check_compare(spec: CompareSpec) -> None:
         except ValueError as error:
             raise ConfigError(str(error)) from None
     for protocol in spec.protocols:
-        if protocol not in PROTOCOLS:
-            raise ConfigError(f"unknown protocol {protocol!r}; valid: {', '.join(PROTOCOLS)}")
+        if protocol not in PROTOCOLS and protocol not in PRESETS:
+            valid = ", ".join([*PROTOCOLS, *PRESETS])
+            raise ConfigError(f"unknown protocol {protocol!r}; valid: {valid}")
+        try:  # the grid's evaluation options, checked before any pretraining
+            name, _, options = resolve(protocol, None, options_for(protocol, spec.eval_options))
+            protocol_options(name, options)
+        except EvaluationError as error:
+            raise ConfigError(str(error)) from None
+    unused = [
+        k for k in spec.eval_options if not any(options_for(p, {k: 0}) for p in spec.protocols)
+    ]
+    if unused:
+        raise ConfigError(f"eval.{unused[0]}: no protocol of {', '.join(spec.protocols)} takes it")
     if not spec.losses or not spec.seeds or not spec.protocols:
         raise ConfigError("--losses, --seeds and --protocol each need at least one value")
     for row in (*spec.losses, "supervised"):
@@ -348,7 +377,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="pretrain several losses under one budget and tabulate them (default: digits)",
         description="Pretrain each loss, plus an untrained and a supervised baseline, evaluate "
         "them alike and write results.md/.csv/.json and plots. Rerunning skips finished work. "
-        "key=value pairs are pretraining settings applied to every run.",
+        "key=value pairs are pretraining settings applied to every run; eval.key=value pairs "
+        "are evaluation options, given to every protocol that takes them.",
     )
     compare.add_argument("--losses", help="comma-separated (default: all ten)")
     compare.add_argument("--dataset")
@@ -357,7 +387,10 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--epochs")
     compare.add_argument("--batch-size")
     compare.add_argument("--seeds", help="comma-separated, e.g. 0,1,2")
-    compare.add_argument("--protocol", help="comma-separated; the first gives Top-1/Top-5")
+    compare.add_argument(
+        "--protocol",
+        help="comma-separated protocols or presets (as evaluate's); the first gives Top-1/Top-5",
+    )
     compare.add_argument("--out", help="output folder (default runs/compare)")
     compare.add_argument(
         "--replay", metavar="RESULTS_JSON", help="rerun the grid a results.json records into --out"

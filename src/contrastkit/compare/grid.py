@@ -37,7 +37,9 @@ class CompareSpec:
     of very different magnitudes) and one projector (`projector_hidden_dim`/`projector_out_dim`)
     so that the loss is the only difference; set both dims to None to keep each method's
     published head.
-    `overrides` are further pretraining settings applied to every run.
+    `overrides` are further pretraining settings applied to every run. `protocols` may name
+    evaluation presets (seed000, ...); `eval_options` are evaluation options, each given to
+    every protocol that takes it.
     """
 
     losses: tuple[str, ...] = DEFAULT_LOSSES
@@ -54,6 +56,7 @@ class CompareSpec:
     projector_out_dim: int | None = 128
     out: str = "runs/compare"
     overrides: dict[str, Any] = field(default_factory=dict)
+    eval_options: dict[str, Any] = field(default_factory=dict)
 
     def rows(self) -> list[str]:
         """Row names: each loss, then the baselines."""
@@ -111,6 +114,7 @@ def pretrain_values(spec: CompareSpec, entry: Entry) -> dict[str, Any]:
 def run_entry(spec: CompareSpec, entry: Entry, log: Callable[[str], None]) -> dict[str, Any]:
     """Pretrain (resuming a partial run) and evaluate one entry; reuse whatever is finished."""
     from ..eval import EvaluationError, evaluate
+    from ..eval.presets import options_for
 
     if entry.done_file.is_file():
         return json.loads(entry.done_file.read_text())
@@ -127,6 +131,7 @@ def run_entry(spec: CompareSpec, entry: Entry, log: Callable[[str], None]) -> di
                 data_dir=spec.data_dir,
                 out=str(out),
                 seed=entry.seed,
+                **options_for(protocol, spec.eval_options),
             )
         except EvaluationError as error:  # a diverged encoder: record it, keep comparing
             log(f"{entry.row} seed {entry.seed}: {error}")

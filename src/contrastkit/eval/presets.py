@@ -101,3 +101,12 @@ def resolve(
     preset_features = preset.pop("features", "backbone")
     given = {key: value for key, value in options.items() if value is not None}
     return protocol, features or preset_features, {**preset, **given}
+
+
+def options_for(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of `options` that protocol or preset `name` takes (a grid sets options for
+    several protocols at once)."""
+    from .options import OPTIONS
+
+    protocol = PRESETS.get(name, {"protocol": name})["protocol"]
+    return {key: value for key, value in options.items() if key in OPTIONS.get(protocol, {})}
