@@ -121,7 +121,13 @@ def finetune_protocol(
         settings["select_by"],
         generator,
         state_path,
-        {"protocol": "finetune", "features": features, "seed": seed, **settings},
+        {
+            "protocol": "finetune",
+            "identity": encoder.identity,
+            "features": features,
+            "seed": seed,
+            **settings,
+        },
         settings["resume"],
     )
     results = topk_accuracy(*_scores(network, encoder, test, None, recipe, batch_size))

@@ -48,6 +48,7 @@ def fit_linear(
     source: FeatureSource | None = None,
     seed: int = 0,
     state_path: Path | None = None,
+    identity: str = "",
     **options: Any,
 ) -> tuple[nn.Linear, FitResult]:
     """A linear classifier trained with cross-entropy on the rows `train_indices` (default: all)
@@ -107,7 +108,7 @@ def fit_linear(
         settings["select_by"],
         generator,
         state_path,
-        {"protocol": "linear", "seed": seed, "n": len(indices), **settings},
+        {"protocol": "linear", "identity": identity, "seed": seed, "n": len(indices), **settings},
         settings["resume"],
     )
     return classifier.eval(), result
@@ -159,6 +160,7 @@ def linear_protocol(
         source=source,
         seed=seed,
         state_path=state_path,
+        identity=f"{encoder.identity}|{features}",
         **settings,
     )
     with torch.no_grad():

@@ -110,14 +110,17 @@ TRAINING = {
 }
 """A trained head's options (linear, finetune)."""
 
+SGD_HEAD_ONLY = ("optimizer", "adam_eps", "augment", "crop_scale", "resume", "selection")
+"""Training options the sweep has not: its heads use SGD on cached features, in one run, and
+are compared on validation at their last epoch."""
+
 OPTIONS: dict[str, dict[str, Option]] = {
     "linear": {**NETWORK, **TRAINING},
     "linear-sweep": {
         **NETWORK,
-        **{k: v for k, v in TRAINING.items() if k not in ("optimizer", "augment", "crop_scale")},
+        **{k: v for k, v in TRAINING.items() if k not in SGD_HEAD_ONLY},
         "lrs": Option((0.01, 0.03, 0.1, 0.3, 1.0), "the grid's learning rates"),
         "weight_decays": Option((0.0, 1e-5, 1e-4, 1e-3), "the grid's weight decays"),
-        "selection": Option("last", "sweep heads are compared at their last epoch", ("last",)),
     },
     "logreg": {
         **NETWORK,

@@ -37,10 +37,11 @@ class LinearHeads(nn.Module):
         self.bias = nn.Parameter(first.bias.detach().repeat(heads, 1))
 
     def forward(self, features: Tensor) -> Tensor:
-        """Scores (K, N, C) of (N, F) features under every head."""
-        return torch.baddbmm(
-            self.bias[:, None, :], features.expand(len(self.weight), -1, -1), self.weight
-        )
+        """Scores (K, N, C) of (N, F) features under every head: one (N, F) × (F, K·C) product."""
+        heads, in_dim, classes = self.weight.shape
+        flat = self.weight.permute(1, 0, 2).reshape(in_dim, heads * classes)
+        scores = (features @ flat).view(-1, heads, classes) + self.bias
+        return scores.permute(1, 0, 2)
 
 
 def train_heads(
