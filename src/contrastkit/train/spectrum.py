@@ -2,7 +2,8 @@
 probe's held-out split, logged each epoch as `val/rankme` and `val/alpha_req`.
 
 One forward pass over at most `max_samples` held-out images per epoch (the online probe's split,
-a tenth of the training split by default), on every rank alike, so no gathering is needed.
+a tenth of the training split by default), on every rank alike: the figures agree without
+gathering any features.
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ class SpectrumMonitor(Callback):
         if trainer.sanity_checking or data.val is None:
             return
         features = self.features(pl_module.method.backbone, data, pl_module.device)
-        pl_module.log("val/rankme", rankme(features), on_epoch=True)
-        pl_module.log("val/alpha_req", alpha_req(features), on_epoch=True)
+        pl_module.log("val/rankme", rankme(features), on_epoch=True, sync_dist=True)
+        pl_module.log("val/alpha_req", alpha_req(features), on_epoch=True, sync_dist=True)
 
     def features(self, backbone: torch.nn.Module, data, device: torch.device) -> Tensor:
         """float32 features of the first `max_samples` held-out images, on the CPU."""
