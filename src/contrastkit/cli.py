@@ -323,16 +323,16 @@ def _check_compare(spec: CompareSpec) -> None:
         if protocol not in PROTOCOLS and protocol not in PRESETS:
             valid = ", ".join([*PROTOCOLS, *PRESETS])
             raise ConfigError(f"unknown protocol {protocol!r}; valid: {valid}")
+    evaluated = list(dict.fromkeys([*spec.protocols, "metrics"]))  # compare always adds metrics
+    for protocol in evaluated:
         try:  # the grid's evaluation options, checked before any pretraining
             name, _, options = resolve(protocol, None, options_for(protocol, spec.eval_options))
             protocol_options(name, options)
         except EvaluationError as error:
             raise ConfigError(str(error)) from None
-    unused = [
-        k for k in spec.eval_options if not any(options_for(p, {k: 0}) for p in spec.protocols)
-    ]
+    unused = [k for k in spec.eval_options if not any(options_for(p, {k: 0}) for p in evaluated)]
     if unused:
-        raise ConfigError(f"eval.{unused[0]}: no protocol of {', '.join(spec.protocols)} takes it")
+        raise ConfigError(f"eval.{unused[0]}: no protocol of {', '.join(evaluated)} takes it")
     if not spec.losses or not spec.seeds or not spec.protocols:
         raise ConfigError("--losses, --seeds and --protocol each need at least one value")
     for row in (*spec.losses, "supervised"):

@@ -102,7 +102,10 @@ def test_presets_and_eval_options_reach_evaluate(
     ("arguments", "message"),
     [
         (["--protocol", "seed999"], "unknown protocol 'seed999'"),
-        (["--protocol", "knn", "eval.epochs=3"], "eval.epochs: no protocol of knn takes it"),
+        (
+            ["--protocol", "knn", "eval.epochs=3"],
+            "eval.epochs: no protocol of knn, metrics takes it",
+        ),
         (["--protocol", "seed000", "eval.selection=maybe"], "selection='maybe': valid: last"),
         (["--protocol", "knn", "eval.k"], "'eval.k': expected eval.key=value"),
     ],
