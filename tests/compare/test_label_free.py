@@ -96,6 +96,9 @@ def test_presets_and_eval_options_reach_evaluate(
     assert options["seed002-linear"]["epochs"] == "3" and "k" not in options["seed002-linear"]
     assert options["knn"]["k"] == "5" and "epochs" not in options["knn"]
     assert options["metrics"]["k"] == "5"  # the metrics protocol takes k too
+    # the untrained baseline has only a backbone, whatever the preset reads
+    assert options["seed002-linear"]["features"] == "backbone"
+    assert options["knn"]["encoder"] == "online"
 
 
 @pytest.mark.parametrize(

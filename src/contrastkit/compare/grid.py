@@ -114,7 +114,7 @@ def pretrain_values(spec: CompareSpec, entry: Entry) -> dict[str, Any]:
 def run_entry(spec: CompareSpec, entry: Entry, log: Callable[[str], None]) -> dict[str, Any]:
     """Pretrain (resuming a partial run) and evaluate one entry; reuse whatever is finished."""
     from ..eval import EvaluationError, evaluate
-    from ..eval.presets import options_for
+    from .protocols import entry_eval_options
 
     if entry.done_file.is_file():
         return json.loads(entry.done_file.read_text())
@@ -131,7 +131,7 @@ def run_entry(spec: CompareSpec, entry: Entry, log: Callable[[str], None]) -> di
                 data_dir=spec.data_dir,
                 out=str(out),
                 seed=entry.seed,
-                **options_for(protocol, spec.eval_options),
+                **entry_eval_options(spec, entry.row, protocol),
             )
         except EvaluationError as error:  # a diverged encoder: record it, keep comparing
             log(f"{entry.row} seed {entry.seed}: {error}")
