@@ -110,9 +110,11 @@ TRAINING = {
 }
 """A trained head's options (linear, finetune)."""
 
-SGD_HEAD_ONLY = ("optimizer", "adam_eps", "augment", "crop_scale", "resume", "selection")
-"""Training options the sweep has not: its heads use SGD on cached features, in one run, and
-are compared on validation at their last epoch."""
+SGD_HEAD_ONLY = (
+    "optimizer", "lr", "weight_decay", "adam_eps", "augment", "crop_scale", "resume", "selection"
+)  # fmt: skip
+"""Training options the sweep has not: its heads use SGD on cached features over its own grid
+of lr and weight decay, in one run, and are compared on validation at their last epoch."""
 
 OPTIONS: dict[str, dict[str, Option]] = {
     "linear": {**NETWORK, **TRAINING},

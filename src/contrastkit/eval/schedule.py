@@ -50,7 +50,7 @@ def check_training(settings: dict[str, Any]) -> None:
     for key in ("epochs", "batch_size"):
         if settings[key] < 1:
             raise EvaluationError(f"{key}={settings[key]}: must be >= 1")
-    if not settings["lr"] > 0:
+    if not settings.get("lr", 1.0) > 0:  # the sweep checks its own grid of lrs
         raise EvaluationError(f"lr={settings['lr']}: must be > 0")
     for key in ("weight_decay", "momentum", "warmup_epochs"):
         if settings.get(key, 0) < 0:
