@@ -60,25 +60,6 @@ class _Parser(argparse.ArgumentParser):
         return namespace, extras
 
 
-class _Registry:
-    """argparse choices read from their one registry (`module`.`name`) only when used, so that
-    building the parser imports nothing heavy."""
-
-    def __init__(self, module: str, name: str) -> None:
-        self.module, self.name = module, name
-
-    def _names(self) -> tuple[str, ...]:
-        import importlib
-
-        return tuple(getattr(importlib.import_module(f"contrastkit.{self.module}"), self.name))
-
-    def __iter__(self):
-        return iter(self._names())
-
-    def __contains__(self, value: object) -> bool:
-        return value in self._names()
-
-
 def _fail(message: str, code: int = EXIT_BAD_INPUT) -> int:
     print(f"contrastkit: error: {_one_line(message)}", file=sys.stderr)
     return code
@@ -154,7 +135,8 @@ def _compare(args: argparse.Namespace) -> int:
             f"--seeds {args.seeds!r}: expected comma-separated whole numbers"
         ) from None
     _check_data_dir(args.data_dir)
-    overrides = dict(parse_override(item) for item in args.overrides)
+    evaluation = [item for item in args.overrides if item.startswith(EVAL_PREFIX)]
+    overrides = dict(parse_override(i) for i in args.overrides if i not in evaluation)
     spec = CompareSpec(
         **{
             key: value
@@ -172,8 +154,24 @@ def _compare(args: argparse.Namespace) -> int:
             if value is not None
         },
         overrides=overrides,
+        eval_options=_compare_eval_options(evaluation),
     )
     return _run_compare(spec, args.rerun_changed)
+
+
+EVAL_PREFIX = "eval."
+"""compare's key=value pairs with this prefix are evaluation options, the others pretraining's."""
+
+
+def _compare_eval_options(items: list[str]) -> dict[str, str]:
+    """`eval.key=value` pairs as {key: value}."""
+    options = {}
+    for item in items:
+        key, separator, value = item.removeprefix(EVAL_PREFIX).partition("=")
+        if not separator or not key.strip():
+            raise ConfigError(f"{item!r}: expected eval.key=value")
+        options[key.strip()] = value.strip()
+    return options
 
 
 def _run_compare(spec: CompareSpec, rerun_changed: bool = False) -> int:
@@ -232,8 +230,10 @@ def _evaluate(args: argparse.Namespace) -> int:
         dataset=args.dataset,
         data_dir=args.data_dir,
         out=args.out,
+        seed=_eval_seed(args.seed),
         holdout_fraction=holdout,
         progress=True,
+        **_eval_options(args),
     )
     extras = ", ".join(
         f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
@@ -247,6 +247,44 @@ def _evaluate(args: argparse.Namespace) -> int:
     )
     print(f"written: {result['out']}")
     return 0
+
+
+EVAL_FLAGS = {
+    "encoder": "online|target: the EMA target's networks when the method has one",
+    "optimizer": "sgd|adamw (linear, finetune)",
+    "lr": "peak learning rate",
+    "weight_decay": "weight decay",
+    "epochs": "training epochs",
+    "batch_size": "samples per step",
+    "schedule": "step|cosine|constant, after warmup_epochs",
+    "selection": "last|best (best: on a validation split of the training split)",
+    "augment": "true|false: crop + flip each epoch through the frozen encoder",
+    "label_fraction": "few-shot: class-balanced seeded fraction of the labels",
+    "per_class": "few-shot: labels per class",
+    "resize": "resize before the centre crop (0: as trained)",
+    "crop": "centre crop (0: as trained)",
+}
+"""The evaluation options that have their own --flag; every option also works as key=value."""
+
+
+def _eval_options(args: argparse.Namespace) -> dict[str, str]:
+    """Options from the --flags given, then key=value pairs (which win)."""
+    options = {key: getattr(args, key) for key in EVAL_FLAGS if getattr(args, key) is not None}
+    for item in args.overrides:
+        key, separator, value = item.partition("=")
+        if not separator or not key.strip():
+            raise ConfigError(f"{item!r}: expected key=value")
+        options[key.strip().replace("-", "_")] = value.strip()
+    return options
+
+
+def _eval_seed(raw: str | None) -> int:
+    if raw is None:
+        return 0
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"--seed {raw!r}: expected a whole number") from None
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -311,7 +349,8 @@ def _check_data_dir(data_dir: str | None) -> None:
 def _check_compare(spec: CompareSpec) -> None:
     """Refuse unknown losses, protocols and pretraining settings before any work starts."""
     from .compare.grid import Entry, pretrain_values
-    from .eval import PROTOCOLS
+    from .eval import PRESETS, PROTOCOLS, EvaluationError, protocol_options
+    from .eval.presets import options_for, resolve
     from .methods import method_for_loss
 
     for loss in spec.losses:
@@ -320,8 +359,19 @@ def _check_compare(spec: CompareSpec) -> None:
         except ValueError as error:
             raise ConfigError(str(error)) from None
     for protocol in spec.protocols:
-        if protocol not in PROTOCOLS:
-            raise ConfigError(f"unknown protocol {protocol!r}; valid: {', '.join(PROTOCOLS)}")
+        if protocol not in PROTOCOLS and protocol not in PRESETS:
+            valid = ", ".join([*PROTOCOLS, *PRESETS])
+            raise ConfigError(f"unknown protocol {protocol!r}; valid: {valid}")
+    evaluated = list(dict.fromkeys([*spec.protocols, "metrics"]))  # compare always adds metrics
+    for protocol in evaluated:
+        try:  # the grid's evaluation options, checked before any pretraining
+            name, _, options = resolve(protocol, None, options_for(protocol, spec.eval_options))
+            protocol_options(name, options)
+        except EvaluationError as error:
+            raise ConfigError(str(error)) from None
+    unused = [k for k in spec.eval_options if not any(options_for(p, {k: 0}) for p in evaluated)]
+    if unused:
+        raise ConfigError(f"eval.{unused[0]}: no protocol of {', '.join(evaluated)} takes it")
     if not spec.losses or not spec.seeds or not spec.protocols:
         raise ConfigError("--losses, --seeds and --protocol each need at least one value")
     for row in (*spec.losses, "supervised"):
@@ -403,7 +453,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="pretrain several losses under one budget and tabulate them (default: digits)",
         description="Pretrain each loss, plus an untrained and a supervised baseline, evaluate "
         "them alike and write results.md/.csv/.json and plots. Rerunning skips finished work. "
-        "key=value pairs are pretraining settings applied to every run.",
+        "key=value pairs are pretraining settings applied to every run; eval.key=value pairs "
+        "are evaluation options, given to every protocol that takes them.",
     )
     compare.add_argument("--losses", help="comma-separated (default: all ten)")
     compare.add_argument("--dataset")
@@ -412,7 +463,10 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--epochs")
     compare.add_argument("--batch-size")
     compare.add_argument("--seeds", help="comma-separated, e.g. 0,1,2")
-    compare.add_argument("--protocol", help="comma-separated; the first gives Top-1/Top-5")
+    compare.add_argument(
+        "--protocol",
+        help="comma-separated protocols or presets (as evaluate's); the first gives Top-1/Top-5",
+    )
     compare.add_argument("--out", help="output folder (default runs/compare)")
     compare.add_argument(
         "--replay", metavar="RESULTS_JSON", help="rerun the grid a results.json records into --out"
@@ -428,19 +482,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser(
         "evaluate",
-        help="evaluate a checkpoint (linear, logreg, knn, finetune, metrics)",
+        help="evaluate a checkpoint (linear, linear-sweep, logreg, knn, finetune, metrics, or a "
+        "seed's protocol preset)",
         description="Evaluate a checkpoint (or random:<backbone>) on the dataset it was "
-        "trained on, print one line of results and write them as JSON.",
+        "trained on, print one line of results and write them as JSON. Options override the "
+        "preset's; key=value sets any option of the protocol.",
     )
     evaluate.add_argument("--checkpoint", required=True, help="a .ckpt, or random:<backbone>")
     evaluate.add_argument(
         "--protocol",
         required=True,
-        choices=_Registry("eval", "PROTOCOLS"),
-        metavar="PROTOCOL",  # a metavar listing the choices would import them at once
-        help="an evaluation protocol (a wrong name lists the valid ones)",
+        help="linear, linear-sweep, logreg, knn, finetune, metrics, or a preset: seed000, "
+        "seed002-linear, seed003-supcon-linear, seed004-logreg",
     )
-    evaluate.add_argument("--features", default="backbone", choices=("backbone", "projector"))
+    evaluate.add_argument(
+        "--features", choices=("backbone", "projector"), help="default: the preset's, or backbone"
+    )
     evaluate.add_argument("--dataset")
     evaluate.add_argument("--data-dir")
     evaluate.add_argument(
@@ -454,6 +511,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="evaluate on the last FRACTION of each class of train/ (trained on the rest) "
         "instead of the test split, e.g. 0.1 for a folder without test/",
     )
+    evaluate.add_argument("--seed", help="fixes every random draw (default 0)")
+    for key, text in EVAL_FLAGS.items():
+        evaluate.add_argument("--" + key.replace("_", "-"), dest=key, help=text)
+    evaluate.add_argument("overrides", nargs="*", metavar="key=value")
     evaluate.set_defaults(run=_evaluate)
 
     export = commands.add_parser(

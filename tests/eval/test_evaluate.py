@@ -13,9 +13,10 @@ from contrastkit.eval import PROTOCOLS, EvaluationError, default_out, evaluate
 REQUIRED = ("protocol", "features", "top1", "top5", "checkpoint", "dataset", "n_train", "n_test")
 FAST = {
     "linear": {"epochs": 10},
+    "linear-sweep": {"epochs": 10, "lrs": "0.1,1", "weight_decays": "0"},
     "logreg": {"max_iter": 200},
     "knn": {},
-    "finetune": {"epochs": 2},
+    "finetune": {"epochs": 2, "lr": 0.03},
     "metrics": {"max_samples": 150},
 }
 """Shortened settings, so the whole folder runs in well under a minute."""
@@ -42,10 +43,12 @@ def test_every_protocol_writes_its_record(
     _check_record(record, out, protocol, features)
     assert record["checkpoint"] == str(checkpoint) and record["method"] == "simclr"
     assert record["top1"] > 0.3  # well above chance (0.1), even after one epoch
-    assert record["n_train"] == (1295 if protocol == "finetune" else 1438)
+    held_out = protocol in ("finetune", "linear-sweep")  # their validation split
+    assert record["n_train"] == (1295 if held_out else 1438)
+    if held_out:
+        assert 0.0 <= record["val_top1"] <= 1.0 and record["n_val"] == 143
     if protocol == "finetune":
-        assert 1 <= record["best_epoch"] <= 2 and 0.0 <= record["val_top1"] <= 1.0
-        assert record["n_val"] == 143
+        assert 1 <= record["selected_epoch"] <= 2
     if protocol == "metrics":
         assert record["alignment"] >= 0.0 and record["uniformity"] <= 0.0
         assert 1.0 <= record["effective_rank"] <= (256 if features == "backbone" else 32)
@@ -102,7 +105,14 @@ def test_options_from_text_are_converted(checkpoint: Path, tmp_path: Path) -> No
         str(checkpoint), "knn", out=str(tmp_path / "k.json"), k="5", temperature="0.5"
     )
     assert (record["k"], record["temperature"]) == (5, 0.5)
-    assert record["options"] == {"k": 5, "temperature": 0.5}
+    assert record["options"] == {
+        "encoder": "online",
+        "resize": 0,
+        "crop": 0,
+        "k": 5,
+        "temperature": 0.5,
+        "metric": "cosine",
+    }
 
 
 @pytest.mark.parametrize(
@@ -112,6 +122,10 @@ def test_options_from_text_are_converted(checkpoint: Path, tmp_path: Path) -> No
         ("knn", "head", {}, "unknown features 'head'"),
         ("knn", "backbone", {"epochs": 3}, "unknown option 'epochs' for protocol knn"),
         ("linear", "backbone", {"epochs": "2.5"}, "epochs='2.5': expected int"),
+        ("linear", "backbone", {"optimizer": "lamb"}, "optimizer='lamb': valid: sgd, adamw"),
+        ("linear", "backbone", {"augment": "maybe"}, "augment='maybe': expected bool"),
+        ("linear", "backbone", {"lr": "0"}, "lr=0.0: must be > 0"),
+        ("knn", "backbone", {"encoder": "ema"}, "encoder='ema': valid: online, target"),
         ("knn", "backbone", {"k": 0}, "k=0: must be >= 1"),
     ],
 )

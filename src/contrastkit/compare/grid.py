@@ -39,7 +39,9 @@ class CompareSpec:
     of very different magnitudes) and one projector (`projector_hidden_dim`/`projector_out_dim`)
     so that the loss is the only difference; set both dims to None to keep each method's
     published head.
-    `overrides` are further pretraining settings applied to every run.
+    `overrides` are further pretraining settings applied to every run. `protocols` may name
+    evaluation presets (seed000, ...); `eval_options` are evaluation options, each given to
+    every protocol that takes it.
     """
 
     losses: tuple[str, ...] = DEFAULT_LOSSES
@@ -56,6 +58,7 @@ class CompareSpec:
     projector_out_dim: int | None = 128
     out: str = "runs/compare"
     overrides: dict[str, Any] = field(default_factory=dict)
+    eval_options: dict[str, Any] = field(default_factory=dict)
 
     def rows(self) -> list[str]:
         """Row names: each loss, then the baselines."""
@@ -198,6 +201,7 @@ def run_entry(spec: CompareSpec, entry: Entry, log: Callable[[str], None]) -> di
     `entry`'s folder must hold nothing or an entry with the same settings (`resolve_entries`).
     """
     from ..eval import EvaluationError, evaluate
+    from .protocols import entry_eval_options
 
     if entry.done_file.is_file():
         record = json.loads(entry.done_file.read_text())
@@ -226,6 +230,7 @@ def run_entry(spec: CompareSpec, entry: Entry, log: Callable[[str], None]) -> di
                 data_dir=spec.data_dir,
                 out=str(out),
                 seed=entry.seed,
+                **entry_eval_options(spec, entry.row, protocol),
             )
         except EvaluationError as error:  # a diverged encoder: record it, keep comparing
             log(f"{entry.row} seed {entry.seed}: {error}")

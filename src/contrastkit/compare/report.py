@@ -12,6 +12,7 @@ from typing import Any
 
 from ..fileio import atomic_write_json, atomic_write_text
 from .grid import BASELINES, CompareSpec, Entry, pretrain_configs
+from .label_free import LABEL_FREE, label_free_correlations
 
 PROBE_FRACTION = 0.9  # "epochs to reach 90% of the final online-probe accuracy"
 UNSTABLE_FRACTION = 0.5  # a probe that falls below half its final accuracy after reaching 90%
@@ -59,13 +60,14 @@ def summarize(spec: CompareSpec, records: list[dict[str, Any]]) -> list[dict[str
         for protocol in spec.protocols[1:]:
             figures[f"{protocol}_top1"] = _mean_std([r["results"][protocol]["top1"] for r in mine])
         metrics = [r["results"]["metrics"] for r in mine]
-        for key in ("uniformity", "alignment", "effective_rank"):
-            figures[key] = _mean_std([m[key] for m in metrics])
+        for key in ("uniformity", "alignment", "effective_rank", *LABEL_FREE):
+            figures[key] = _mean_std([m.get(key) for m in metrics])  # older files lack some
         seconds = [statistics.fmean(r["epoch_seconds"]) for r in mine if r["epoch_seconds"]]
         figures["epoch_seconds"] = _mean_std(seconds)
         to_90 = [epochs_to_fraction(r["probe_top1"]) for r in mine if r["probe_top1"]]
         figures["epochs_to_90"] = _mean_std(to_90)
         figures["unstable_seeds"] = sum(unstable(r["probe_top1"]) for r in mine)
+        figures["probe_top1"] = _mean_std([r["probe_top1"][-1] for r in mine if r["probe_top1"]])
         rows.append(figures)
     _add_notes(rows)
     return rows
@@ -110,22 +112,26 @@ def _fmt(value: tuple[float, float] | None, digits: int = 3) -> str:
 def markdown_table(spec: CompareSpec, rows: list[dict[str, Any]]) -> str:
     """The seed's table (Loss | Top-1 | Top-5 | notes) with the extra figures between."""
     headline = spec.protocols[0]
-    extra = [f"{p} top-1" for p in spec.protocols[1:]]
+    extra = [f"{p} top-1 (offline)" for p in spec.protocols[1:]]
     header = [
         "Loss",
-        f"Top-1 ({headline})",
-        f"Top-5 ({headline})",
+        "Top-1 (online probe)",
+        f"Top-1 ({headline}, offline)",
+        f"Top-5 ({headline}, offline)",
         *extra,
         "s/epoch",
         "epochs to 90%",
         "uniformity",
         "alignment",
+        "RankMe",
+        "α-ReQ",
         "notes",
     ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         cells = [
             row["row"],
+            _fmt(row["probe_top1"]),
             _fmt(row["top1"]),
             _fmt(row["top5"]),
             *[_fmt(row[f"{p}_top1"]) for p in spec.protocols[1:]],
@@ -133,6 +139,8 @@ def markdown_table(spec: CompareSpec, rows: list[dict[str, Any]]) -> str:
             _fmt(row["epochs_to_90"], 1),
             _fmt(row["uniformity"], 2),
             _fmt(row["alignment"], 2),
+            _fmt(row["rankme"], 1),
+            _fmt(row["alpha_req"], 2),
             "; ".join(row["notes"]) or "-",
         ]
         lines.append("| " + " | ".join(cells) + " |")
@@ -170,6 +178,18 @@ def versions() -> dict[str, str]:
     }
 
 
+def correlation_line(label_free: dict[str, Any]) -> str:
+    """One sentence: Spearman's ρ of each label-free metric with top-1 across the runs."""
+    shown = ", ".join(
+        f"{name} ρ = {'-' if label_free[key] is None else f'{label_free[key]:+.2f}'}"
+        for key, name in (("rankme", "RankMe"), ("alpha_req", "α-ReQ"))
+    )
+    return (
+        f"\nLabel-free selection: Spearman rank correlation with `{label_free['protocol']}` "
+        f"top-1 across {label_free['runs']} runs (all but supervised): {shown}.\n"
+    )
+
+
 def write_reports(
     spec: CompareSpec, records: list[dict[str, Any]], chosen: list[Entry] | None = None
 ) -> Path:
@@ -184,13 +204,16 @@ def write_reports(
     intro = (
         f"# Loss comparison: {spec.dataset}, {spec.backbone}, {spec.epochs} epochs, "
         f"batch {spec.batch_size}, seeds {', '.join(map(str, spec.seeds))}\n\n"
-        f"Top-1/Top-5: `{spec.protocols[0]}` protocol on the test split; uniformity and "
-        "alignment of the test features (Wang & Isola); epochs to 90%: the epoch from which the "
+        f"Top-1/Top-5: `{spec.protocols[0]}` protocol on the test split (offline, after "
+        "pretraining); online probe: the linear probe trained during pretraining, its final "
+        "held-out top-1; uniformity and alignment of the test features (Wang & Isola); RankMe and "
+        "α-ReQ of the probe split's features (label-free); epochs to 90%: the epoch from which the "
         "online probe stays at or above 90% of its final held-out accuracy.\n\n"
     )
     table = markdown_table(spec, rows)
+    label_free = label_free_correlations(spec, records)
     figures = "".join(f"\n![{p.stem}]({p.name})\n" for p in plots)
-    atomic_write_text(out / "results.md", intro + table + figures)
+    atomic_write_text(out / "results.md", intro + table + correlation_line(label_free) + figures)
     atomic_write_text(out / "results.csv", _csv_text(rows))
     atomic_write_json(
         out / "results.json",
@@ -199,6 +222,7 @@ def write_reports(
             "versions": versions(),
             "pretrain_configs": pretrain_configs(spec, chosen),
             "rows": rows,
+            "label_free": label_free,
             "records": records,
         },
     )

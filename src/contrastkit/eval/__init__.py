@@ -1,5 +1,7 @@
-"""Evaluation of pretrained encoders: linear, logistic-regression, kNN and fine-tuning protocols,
-and the representation's geometry, on frozen features extracted once and cached.
+"""Evaluation of pretrained encoders: linear (and a batched lr × weight-decay sweep),
+logistic-regression, kNN and fine-tuning protocols, the seeds' protocols as named presets, and
+the representation's geometry and label-free metrics, on frozen features extracted once and
+cached.
 
 `evaluate(spec, protocol)` runs one protocol on a checkpoint (or `random:<backbone>`) and writes
 its JSON record; the pieces below it are public for tests and other tools. Lightning is never
@@ -14,14 +16,18 @@ from .features import FEATURES, cache_path, extract_features
 from .finetune import finetune_protocol
 from .geometry import alignment_uniformity, effective_rank
 from .knn import knn_classify, knn_protocol
-from .linear import linear_protocol, train_linear
+from .linear import fit_linear, linear_protocol, train_linear
 from .logreg import logreg_protocol, logreg_scores
 from .metrics import metrics_protocol
-from .runner import OPTIONS, PROTOCOLS, default_out, evaluate, protocol_options
+from .options import OPTIONS, PROTOCOLS, protocol_options
+from .presets import PRESETS
+from .runner import default_out, evaluate
+from .sweep import sweep_protocol, train_heads
 
 __all__ = [
     "FEATURES",
     "OPTIONS",
+    "PRESETS",
     "PROTOCOLS",
     "RANDOM_PREFIX",
     "Encoder",
@@ -33,6 +39,7 @@ __all__ = [
     "evaluate",
     "extract_features",
     "finetune_protocol",
+    "fit_linear",
     "knn_classify",
     "knn_protocol",
     "linear_protocol",
@@ -43,6 +50,8 @@ __all__ = [
     "project_2d",
     "protocol_options",
     "save_embedding_map",
+    "sweep_protocol",
     "topk_accuracy",
+    "train_heads",
     "train_linear",
 ]

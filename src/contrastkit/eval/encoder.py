@@ -19,6 +19,7 @@ from ..train.data import PretrainData
 from ..train.factory import method_from_config
 from .data import Images, load_split, recipe
 from .errors import EvaluationError
+from .resolution import check_view, resize_center_crop
 
 RANDOM_PREFIX = "random:"
 """`random:<backbone>` specs name an untrained backbone: the floor every method should beat."""
@@ -31,8 +32,10 @@ class Encoder:
     """A backbone, its projector (None for random and supervised encoders), and the data facts.
 
     `identity` names the weights in the feature cache: the checkpoint's resolved path, mtime and
-    size, or `random:<backbone>:<seed>`. `resize` is the `image_size` to load the data with (as
-    in pretraining; None keeps the stored size).
+    size, or `random:<backbone>:<seed>`, and the network and view when not the defaults. `resize`
+    is the `image_size` to load the data with (as in pretraining; None keeps the stored size).
+    `network` is `online` or `target` (the EMA target's backbone and projector); `view` is the
+    evaluation images' (resize, centre crop) sides, (0, 0) for the images as trained.
     """
 
     backbone: Backbone
@@ -52,6 +55,8 @@ class Encoder:
     # the dataset preset's
     normalization: tuple[Stats, Stats] | None = None
     holdout: float | None = None  # evaluate on the last fraction of each class of train/
+    network: str = "online"
+    view: tuple[int, int] = (0, 0)
 
     def load(self, split: str) -> Images:
         """Split `split` of the evaluation dataset; with `holdout`, "test" is the last
@@ -73,28 +78,55 @@ class Encoder:
             self.normalization,
         )
 
+    def prepare(self, images: Tensor, data: PretrainData) -> Tensor:
+        """uint8 (B, C, H, W) images on the device, normalised as in training, then resized and
+        centre-cropped to `view` when one is set."""
+        return resize_center_crop(data.normalize(images), *self.view)
+
+    @property
+    def input_size(self) -> int:
+        """The side the network sees: the centre crop's, or the image size as trained."""
+        return self.view[1] or self.image_size
+
     @property
     def device(self) -> torch.device:
         return next(self.backbone.parameters()).device
 
 
 def load_encoder(
-    spec: str, dataset: str | None = None, data_dir: str | None = None, *, seed: int = 0
+    spec: str,
+    dataset: str | None = None,
+    data_dir: str | None = None,
+    *,
+    seed: int = 0,
+    encoder: str = "online",
+    resize: int = 0,
+    crop: int = 0,
 ) -> Encoder:
     """The encoder `spec` names: a checkpoint path or `random:<backbone>`, in eval mode.
 
     `dataset` and `data_dir` default to the checkpoint's pretraining data (digits for random
-    backbones, initialised from `seed`). Raises EvaluationError naming the file and the problem.
+    backbones, initialised from `seed`). `encoder="target"` takes the EMA target's networks (a
+    method without one is an error); `resize` and `crop` set the evaluation view (0: as
+    trained). Raises EvaluationError naming the file and the problem.
     """
+    view, network = check_view(resize, crop), encoder
+    if network not in ("online", "target"):
+        raise EvaluationError(f"encoder={network!r}: valid: online, target")
     if spec.startswith(RANDOM_PREFIX):
-        encoder = _random_encoder(spec, dataset or "digits", data_dir, seed)
+        if network == "target":
+            raise EvaluationError(f"{spec}: a random backbone has no EMA target; use online")
+        loaded = _random_encoder(spec, dataset or "digits", data_dir, seed)
     else:
-        encoder = _checkpoint_encoder(spec, dataset, data_dir)
+        loaded = _checkpoint_encoder(spec, dataset, data_dir, network)
+    if view != (0, 0):
+        loaded.view = view
+        loaded.identity += f"|view{view[0]}x{view[1]}"
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    encoder.backbone.to(device).eval()
-    if encoder.projector is not None:
-        encoder.projector.to(device).eval()
-    return encoder
+    loaded.backbone.to(device).eval()
+    if loaded.projector is not None:
+        loaded.projector.to(device).eval()
+    return loaded
 
 
 def _random_encoder(spec: str, dataset: str, data_dir: str | None, seed: int) -> Encoder:
@@ -124,7 +156,9 @@ def _random_encoder(spec: str, dataset: str, data_dir: str | None, seed: int) ->
     )
 
 
-def _checkpoint_encoder(spec: str, dataset: str | None, data_dir: str | None) -> Encoder:
+def _checkpoint_encoder(
+    spec: str, dataset: str | None, data_dir: str | None, network: str
+) -> Encoder:
     path = Path(spec).expanduser()
     if not path.is_file():
         raise EvaluationError(f"{path}: no such checkpoint file")
@@ -134,6 +168,9 @@ def _checkpoint_encoder(spec: str, dataset: str | None, data_dir: str | None) ->
     config = _config(path, meta["config"])
     method = _rebuild(path, config, meta)
     _load_weights(path, method, checkpoint["state_dict"], config)
+    backbone, projector = method.backbone, method.projector if method.spec.projector else None
+    if network == "target":
+        backbone, projector = _target(path, method)
 
     cache_dir = Path(config.cache_dir or default_cache_dir()).expanduser()
     own = dataset is None or canonical_name(dataset) == canonical_name(config.dataset)
@@ -154,12 +191,13 @@ def _checkpoint_encoder(spec: str, dataset: str | None, data_dir: str | None) ->
                 f"{path}: its backbone takes {meta['channels']}-channel images, "
                 f"{name} has {channels} channels"
             )
+    target = "|target" if network == "target" else ""
     return Encoder(
-        backbone=method.backbone,
-        projector=method.projector if method.spec.projector else None,
+        backbone=backbone,
+        projector=projector,
         spec=spec,
         checkpoint=path,
-        identity=f"{path.resolve()}|{stat.st_mtime_ns}|{stat.st_size}",
+        identity=f"{path.resolve()}|{stat.st_mtime_ns}|{stat.st_size}{target}",
         method=config.method,
         dataset=canonical_name(name),
         data_dir=data_dir,
@@ -169,7 +207,19 @@ def _checkpoint_encoder(spec: str, dataset: str | None, data_dir: str | None) ->
         channels=channels,
         num_classes=num_classes,
         normalization=normalization,
+        network=network,
     )
+
+
+def _target(path: Path, method: Method) -> tuple[Backbone, nn.Module | None]:
+    """The EMA target's backbone and projector: the target is a copy of (backbone, projector)."""
+    ema = getattr(method, "target", None)
+    if ema is None:
+        raise EvaluationError(
+            f"{path}: method {method.spec.name} has no EMA target; use encoder=online"
+        )
+    backbone, projector = ema.target[0], ema.target[1]
+    return backbone, projector if method.spec.projector else None
 
 
 def _data_facts(

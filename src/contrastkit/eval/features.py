@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from ..fileio import atomic_torch_save
-from .data import batches, normalize
+from .data import batches
 from .encoder import Encoder
 from .errors import EvaluationError
 from .progress import Progress
@@ -71,7 +71,7 @@ def extract_features(
     outputs, labels = [], []
     progress = Progress(f"{split} features", -(-len(images) // batch_size))
     for batch, batch_labels in batches(images, batch_size):
-        inputs = normalize(batch.to(encoder.device), recipe)
+        inputs = encoder.prepare(batch.to(encoder.device), recipe)
         outputs.append(embed(encoder, inputs, features).float().cpu())
         labels.append(batch_labels)
         progress.update()

@@ -1,44 +1,32 @@
 """The finetune protocol: the whole encoder and a new linear head trained with labels.
 
-Trains on 90% of the training split (the last 10% of each class is held out, as the online
-probe's split) with crop-and-flip augmentation, SGD with momentum 0.9 and a cosine learning
-rate; the held-out part picks the epoch whose weights are tested.
+By default: 90% of the training split (the last 10% of each class is held out, as the online
+probe's split, and chooses the epoch), crop-and-flip augmentation, SGD lr 0.01 with momentum 0.9
+and a cosine schedule, 30 epochs. Every training option of the linear protocol applies, and a
+label fraction for semi-supervised fine-tuning.
 """
 
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..data import holdout_split
-from ..data.augment import DATASETS, BatchAugment, ViewSpec
 from ..train.data import PretrainData
 from .accuracy import topk_accuracy
-from .data import Images, batches, normalize
+from .augmentation import crop_flip
+from .data import Images, batches
 from .encoder import Encoder
 from .errors import EvaluationError
 from .features import require_features
-from .progress import Progress
-
-VAL_FRACTION = 0.1
-
-
-def light_augmentation(recipe: PretrainData) -> BatchAugment:
-    """Random resized crop (the dataset's pretraining crop scale) and flip, no colour changes."""
-    stats = DATASETS[recipe.augment_preset]
-    view = ViewSpec(
-        size=recipe.image_size,
-        scale=stats.scale or (0.08, 1.0),
-        flip_p=stats.flip_p,
-        jitter_p=0.0,
-        grayscale_p=0.0,
-    )
-    mean, std = recipe.mean_std()
-    return BatchAugment([view], mean=mean, std=std)
+from .fit import fit
+from .linear import selection_figures, training_indices
+from .options import protocol_options, split_network
+from .schedule import build_optimizer, build_scheduler, check_training
 
 
 def _network(encoder: Encoder, features: str) -> nn.Sequential:
@@ -55,6 +43,7 @@ def _network(encoder: Encoder, features: str) -> nn.Sequential:
 @torch.no_grad()
 def _scores(
     network: nn.Module,
+    encoder: Encoder,
     images: Images,
     indices: Tensor | None,
     recipe: PretrainData,
@@ -62,10 +51,9 @@ def _scores(
 ) -> tuple[Tensor, Tensor]:
     """Eval-mode class scores of un-augmented images (at `indices`), and their labels."""
     network.eval()
-    device = next(network.parameters()).device
     scores, labels = [], []
     for batch, batch_labels in batches(images, batch_size, indices):
-        scores.append(network(normalize(batch.to(device), recipe)).float().cpu())
+        scores.append(network(encoder.prepare(batch.to(encoder.device), recipe)).float().cpu())
         labels.append(batch_labels)
     return torch.cat(scores), torch.cat(labels)
 
@@ -73,59 +61,81 @@ def _scores(
 def finetune_protocol(
     encoder: Encoder,
     features: str,
-    epochs: int = 30,
-    lr: float = 0.01,
-    batch_size: int = 256,
     seed: int = 0,
+    state_path: Path | None = None,
+    **options: Any,
 ) -> dict[str, Any]:
-    """Fine-tune, keep the epoch best on the held-out 10%, report its test top-1/top-5."""
+    """Fine-tune, keep the epoch `selection` says, report its test top-1/top-5."""
     require_features(encoder, features)
-    if epochs < 1 or batch_size < 2 or not lr > 0:
-        raise EvaluationError(
-            f"epochs={epochs}, batch_size={batch_size}, lr={lr}: need epochs >= 1, "
-            "batch_size >= 2, lr > 0"
-        )
+    _, settings = split_network(protocol_options("finetune", options))
+    check_training(settings)
+    batch_size = settings["batch_size"]
+    if batch_size < 2:
+        raise EvaluationError(f"batch_size={batch_size}: finetune needs >= 2 (BatchNorm)")
     train, test = encoder.load("train"), encoder.load("test")
-    keep, held = holdout_split(train.labels, VAL_FRACTION)
-    if len(held) == 0:
-        raise EvaluationError(f"{encoder.dataset}: too few training images to hold out 10%")
+    keep, held = training_indices(train.labels, settings, seed)
     recipe = encoder.recipe(train)
-    augment = light_augmentation(recipe)
+    augment = crop_flip(recipe, encoder.input_size, settings["crop_scale"])
     device = encoder.device
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         network = _network(encoder, features)
-    optimizer = torch.optim.SGD(network.parameters(), lr=lr, momentum=0.9)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+    optimizer = build_optimizer(
+        settings["optimizer"],
+        network.parameters(),
+        settings["lr"],
+        settings["weight_decay"],
+        settings["momentum"],
+        settings["adam_eps"],
+    )
+    scheduler = build_scheduler(optimizer, -(-len(keep) // batch_size), settings)
     generator = torch.Generator().manual_seed(seed)
-    best_top1, best_epoch, best_state = -1.0, 0, None
-    progress = Progress("fine-tuning epochs", epochs)
-    for epoch in range(1, epochs + 1):
+
+    def train_epoch(_: int) -> None:
         network.train()
         order = keep[torch.randperm(len(keep), generator=generator)]
         for batch, labels in batches(train, batch_size, order):
             if len(labels) < 2:  # BatchNorm cannot train on a single sample
                 continue
-            (view,) = augment(batch.to(device), generator=generator)
-            loss = F.cross_entropy(network(view), labels.to(device))
+            batch = batch.to(device)
+            if settings["augment"]:
+                (inputs,) = augment(batch, generator=generator)
+            else:
+                inputs = encoder.prepare(batch, recipe)
+            loss = F.cross_entropy(network(inputs), labels.to(device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-        scheduler.step()
-        val_top1 = topk_accuracy(*_scores(network, train, held, recipe, batch_size))["top1"]
-        if val_top1 > best_top1:
-            best_top1, best_epoch = val_top1, epoch
-            best_state = copy.deepcopy(network.state_dict())
-        progress.update()
-    progress.close()
-    network.load_state_dict(best_state)
-    results = topk_accuracy(*_scores(network, test, None, recipe, batch_size))
+            scheduler.step()
+
+    def validate() -> dict[str, float]:
+        return topk_accuracy(*_scores(network, encoder, train, held, recipe, batch_size))
+
+    result = fit(
+        network,
+        optimizer,
+        scheduler,
+        settings["epochs"],
+        train_epoch,
+        validate if held is not None else None,
+        settings["select_by"],
+        generator,
+        state_path,
+        {
+            "protocol": "finetune",
+            "identity": encoder.identity,
+            "features": features,
+            "seed": seed,
+            **settings,
+        },
+        settings["resume"],
+    )
+    results = topk_accuracy(*_scores(network, encoder, test, None, recipe, batch_size))
     return {
         **results,
-        "best_epoch": best_epoch,
-        "val_top1": best_top1,
-        "epochs": epochs,
+        **selection_figures(result),
+        "epochs": settings["epochs"],
         "n_train": len(keep),
-        "n_val": len(held),
+        "n_val": 0 if held is None else len(held),
         "n_test": len(test),
     }

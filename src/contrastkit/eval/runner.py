@@ -19,47 +19,10 @@ from .knn import knn_protocol
 from .linear import linear_protocol
 from .logreg import logreg_protocol
 from .metrics import metrics_protocol
+from .options import protocol_options, split_network
+from .presets import PRESETS, resolve
 from .progress import reporting
-
-PROTOCOLS = ("linear", "logreg", "knn", "finetune", "metrics")
-
-OPTIONS: dict[str, dict[str, int | float]] = {
-    "linear": {"epochs": 100, "lr": 0.1, "batch_size": 256},
-    "logreg": {"max_iter": 1000, "C": 1.0},
-    "knn": {"k": 200, "temperature": 0.1},
-    "finetune": {"epochs": 30, "lr": 0.01, "batch_size": 256},
-    "metrics": {"k": 200, "temperature": 0.1, "max_samples": 4096},
-}
-"""Each protocol's options with their defaults."""
-
-
-def protocol_options(protocol: str, options: dict[str, Any]) -> dict[str, int | float]:
-    """The protocol's defaults updated with `options`, converted to the defaults' types.
-
-    Text values (from a command line) are converted; None means "the default".
-    """
-    if protocol not in PROTOCOLS:
-        raise EvaluationError(f"unknown protocol {protocol!r}; valid: {', '.join(PROTOCOLS)}")
-    defaults = OPTIONS[protocol]
-    settings = dict(defaults)
-    for key, value in options.items():
-        if key not in defaults:
-            raise EvaluationError(
-                f"unknown option {key!r} for protocol {protocol}; valid: {', '.join(defaults)}"
-            )
-        if value is not None:
-            settings[key] = _convert(key, value, type(defaults[key]))
-    return settings
-
-
-def _convert(key: str, value: Any, kind: type) -> int | float:
-    try:
-        number = float(value)
-        if kind is int and number != int(number):
-            raise ValueError
-        return int(number) if kind is int else number
-    except (TypeError, ValueError, OverflowError):
-        raise EvaluationError(f"{key}={value!r}: expected {kind.__name__}") from None
+from .sweep import sweep_protocol
 
 
 def default_out(
@@ -87,7 +50,7 @@ def default_out(
 def evaluate(
     spec: str,
     protocol: str,
-    features: str = "backbone",
+    features: str | None = None,
     dataset: str | None = None,
     data_dir: str | None = None,
     out: str | None = None,
@@ -96,7 +59,10 @@ def evaluate(
     progress: bool = False,
     **options: Any,
 ) -> dict[str, Any]:
-    """Run `protocol` (one of PROTOCOLS) on the encoder `spec` names; write and return its record.
+    """Run `protocol` (one of PROTOCOLS, or a preset of PRESETS) on the encoder `spec` names;
+    write and return its record.
+
+    `features` default to the preset's, else the backbone's; `options` override the preset's.
 
     The record has `protocol`, `features`, `top1`, `top5` (fractions), the protocol's own
     figures, `checkpoint`, `dataset`, `n_train`, `n_test`, the settings used, and `out`, where
@@ -108,7 +74,10 @@ def evaluate(
     of each class of the training split (training on the rest), for data without a test split;
     `progress` reports feature extraction and classifier epochs on stderr.
     """
+    preset = protocol if protocol in PRESETS else None
+    protocol, features, options = resolve(protocol, features, options)
     settings = protocol_options(protocol, options)
+    network, own = split_network(settings)
     if features not in FEATURES:
         raise EvaluationError(f"unknown features {features!r}; valid: {', '.join(FEATURES)}")
     if holdout_fraction is not None and not 0.0 < holdout_fraction < 1.0:
@@ -116,7 +85,7 @@ def evaluate(
     splits = ("train",) if holdout_fraction is not None else ("train", "test")
     if dataset is not None:  # before a random backbone reads the data for its input size
         _check_splits(dataset, data_dir, splits)
-    encoder = load_encoder(spec, dataset, data_dir, seed=seed)
+    encoder = load_encoder(spec, dataset, data_dir, seed=seed, **network)
     _check_splits(encoder.dataset, encoder.data_dir, splits)
     encoder.holdout = holdout_fraction
     require_features(encoder, features)
@@ -124,14 +93,15 @@ def evaluate(
         Path(out).expanduser()
         if out
         else default_out(
-            spec, protocol, features, encoder.dataset, encoder.data_dir, holdout_fraction
+            spec, preset or protocol, features, encoder.dataset, encoder.data_dir, holdout_fraction
         )
     )
     with torch.random.fork_rng(devices=[]), reporting(progress):
         torch.manual_seed(seed)
-        figures = _run(protocol, encoder, features, path, seed, settings)
+        figures = _run(protocol, encoder, features, path, seed, own)
     record = {
         "protocol": protocol,
+        "preset": preset,
         "features": features,
         "top1": figures.pop("top1"),
         "top5": figures.pop("top5"),
@@ -139,6 +109,7 @@ def evaluate(
         "checkpoint": encoder.spec,
         "method": encoder.method,
         "backbone": encoder.backbone.name,
+        "encoder": encoder.network,
         "dataset": encoder.dataset,
         "data_dir": str(Path(encoder.data_dir).expanduser().resolve())
         if encoder.data_dir
@@ -147,7 +118,7 @@ def evaluate(
         if holdout_fraction is None
         else f"last {holdout_fraction:g} of each class of train",
         "seed": seed,
-        "options": settings,
+        "options": {k: list(v) if isinstance(v, tuple) else v for k, v in settings.items()},
         "version": __version__,
         "out": str(path),
     }
@@ -173,12 +144,15 @@ def _run(
     seed: int,
     settings: dict[str, Any],
 ) -> dict[str, Any]:
+    state = path.with_name(f".{path.stem}.state.pt")  # per-epoch state of trained heads
     if protocol == "linear":
-        return linear_protocol(encoder, features, seed=seed, **settings)
+        return linear_protocol(encoder, features, seed=seed, state_path=state, **settings)
+    if protocol == "linear-sweep":
+        return sweep_protocol(encoder, features, seed=seed, **settings)
     if protocol == "logreg":
         return logreg_protocol(encoder, features, seed=seed, **settings)
     if protocol == "knn":
         return knn_protocol(encoder, features, **settings)
     if protocol == "finetune":
-        return finetune_protocol(encoder, features, seed=seed, **settings)
+        return finetune_protocol(encoder, features, seed=seed, state_path=state, **settings)
     return metrics_protocol(encoder, features, path.with_suffix(".png"), seed=seed, **settings)

@@ -292,6 +292,10 @@ class PretrainConfig:
     )
     # [data options]
     # [evaluation options]
+    log_spectrum: bool = field(
+        default=True,
+        metadata={"help": "log RankMe and α-ReQ of the probe split's features each epoch"},
+    )
     # [backbone options]
     backbone_options: dict[str, Any] = field(
         default_factory=dict,

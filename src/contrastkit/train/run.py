@@ -29,6 +29,7 @@ from .module import PretrainModule
 from .preflight import check_free_space, check_output_folder, check_run_folder
 from .progress import StepFiguresBar
 from .resume import checkpoint_to_resume
+from .spectrum import spectrum_monitor
 
 _PRECISION = {"32": "32-true", "bf16": "bf16-mixed", "16": "16-mixed"}
 
@@ -141,6 +142,7 @@ def build_trainer(
             checkpoints,
             FlushLogs(),
             *([StepFiguresBar()] if config.progress else []),
+            *spectrum_monitor(config),
             *callbacks,
         ],
         plugins=[
