@@ -137,4 +137,4 @@ def test_the_command_reports_feature_extraction_and_epochs(
     assert main([*args, "--out", str(tmp_path / "r.json")]) == 0
     err = capsys.readouterr().err.splitlines()
     done = [line.split(": done")[0] for line in err if ": done in " in line]
-    assert done == ["train features", "test features", "linear classifier epochs"]
+    assert done == ["train features", "test features", "linear epochs"]

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from ..fileio import atomic_torch_save
+from .progress import Progress
 
 
 @dataclass
@@ -64,8 +65,12 @@ def fit(
             best_state, best_score = saved["best_state"], saved["best_score"]
             result = FitResult(saved["best_epoch"], saved["best_val"], saved["history"])
             start = result.resumed_from = saved["epoch"] + 1
+    progress = Progress(f"{(fingerprint or {}).get('protocol', 'classifier')} epochs", epochs)
+    if start > 1:
+        progress.update(start - 1)
     for epoch in range(start, epochs + 1):
         train_epoch(epoch)
+        progress.update()
         if validate is not None:
             figures = validate()
             result.history.append(figures)
@@ -89,6 +94,7 @@ def fit(
                 },
                 state_path,
             )
+    progress.close()
     if best_state is not None:
         model.load_state_dict(best_state)
     if state_path is not None:
