@@ -11,12 +11,12 @@ import torch
 from torch import Tensor, nn
 
 from ..data import canonical_name, default_cache_dir
+from ..data.presets import DataRecipe
 from ..methods import Method
 from ..models.backbones import BACKBONES, Backbone, build_backbone
 from ..train.config import PretrainConfig
-from ..train.data import PretrainData
 from ..train.factory import method_from_config
-from .data import Images, load_split, recipe
+from .data import Images, load_split
 from .errors import EvaluationError
 
 RANDOM_PREFIX = "random:"
@@ -52,9 +52,9 @@ class Encoder:
         """Split `split` of the evaluation dataset."""
         return load_split(self.dataset, split, self.data_dir, self.cache_dir, self.resize)
 
-    def recipe(self, images: Images) -> PretrainData:
-        """Pretraining's normalisation and augmentation for `images` of the dataset."""
-        return recipe(self.dataset, images, self.num_classes, self.channels, self.image_size)
+    def recipe(self) -> DataRecipe:
+        """Pretraining's normalisation (at its image size) and augmentation of the dataset."""
+        return DataRecipe(self.dataset, self.image_size, self.channels)
 
     @property
     def device(self) -> torch.device:

@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data import holdout_split
-from ..data.augment import DATASETS, BatchAugment, ViewSpec
-from ..train.data import PretrainData
+from ..data.augment import BatchAugment, ViewSpec
+from ..data.presets import DataRecipe
 from .accuracy import topk_accuracy
 from .data import Images, batches, normalize
 from .encoder import Encoder
@@ -26,9 +26,9 @@ from .features import require_features
 VAL_FRACTION = 0.1
 
 
-def light_augmentation(recipe: PretrainData) -> BatchAugment:
+def light_augmentation(recipe: DataRecipe) -> BatchAugment:
     """Random resized crop (the dataset's pretraining crop scale) and flip, no colour changes."""
-    stats = DATASETS[recipe.augment_preset]
+    stats = recipe.preset
     view = ViewSpec(
         size=recipe.image_size,
         scale=stats.scale or (0.08, 1.0),
@@ -55,7 +55,7 @@ def _scores(
     network: nn.Module,
     images: Images,
     indices: Tensor | None,
-    recipe: PretrainData,
+    recipe: DataRecipe,
     batch_size: int,
 ) -> tuple[Tensor, Tensor]:
     """Eval-mode class scores of un-augmented images (at `indices`), and their labels."""
@@ -87,7 +87,7 @@ def finetune_protocol(
     keep, held = holdout_split(train.labels, VAL_FRACTION)
     if len(held) == 0:
         raise EvaluationError(f"{encoder.dataset}: too few training images to hold out 10%")
-    recipe = encoder.recipe(train)
+    recipe = encoder.recipe()
     augment = light_augmentation(recipe)
     device = encoder.device
     with torch.random.fork_rng(devices=[]):

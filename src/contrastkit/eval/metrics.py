@@ -9,7 +9,6 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..train.config import PretrainConfig
 from .accuracy import topk_accuracy
 from .data import Images, batches
 from .embedding_map import save_embedding_map
@@ -34,7 +33,7 @@ def view_features(
     The views are pretraining's two global views of the dataset (default configuration), the
     same for every checkpoint, so alignment compares across methods.
     """
-    augment = encoder.recipe(images).augmentation(PretrainConfig())
+    augment = encoder.recipe().augmentation()
     first, second = [], []
     for batch, _ in batches(images, batch_size, indices):
         view_a, view_b = augment(batch.to(encoder.device), generator=generator)

@@ -1,8 +1,9 @@
 """Backbones: image encoders mapping (B, C, H, W) float images to (B, feature_dim) features.
 
 Every backbone is randomly initialised (no pretrained weights: self-supervised training starts
-from scratch). Below `SMALL_IMAGE_SIZE` pixels the downsampling stem is replaced by a stride-1
-one, as in SimCLR's CIFAR variant, so that 32 px inputs keep enough spatial resolution.
+from scratch). The stem is `small` (stride 1, no max-pool, as in SimCLR's CIFAR variant, so that
+32 px inputs keep enough spatial resolution), `imagenet` (the standard downsampling stem) or
+`auto`: small below `SMALL_IMAGE_SIZE` pixels.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections import OrderedDict
 from torch import Tensor, nn
 
 BACKBONES = ("resnet18", "resnet50", "efficientnet_b0", "small-cnn")
+STEMS = ("auto", "small", "imagenet")
 
 SMALL_IMAGE_SIZE = 64
 """Images smaller than this (in pixels) get a stride-1 stem and no max-pool."""
@@ -39,15 +41,20 @@ class Backbone(nn.Module):
         return self.body(images)
 
 
-def build_backbone(name: str, image_size: int, in_channels: int = 3) -> Backbone:
-    """Build the backbone `name` (one of `BACKBONES`) for square images of `image_size` pixels."""
+def build_backbone(
+    name: str, image_size: int, in_channels: int = 3, stem: str = "auto"
+) -> Backbone:
+    """Build the backbone `name` (one of `BACKBONES`) for square images of `image_size` pixels,
+    with the `stem` (one of `STEMS`)."""
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; valid names: {', '.join(BACKBONES)}")
     if image_size < 1:
         raise ValueError(f"image_size must be a positive number of pixels, got {image_size}")
     if in_channels < 1:
         raise ValueError(f"in_channels must be at least 1, got {in_channels}")
-    small = image_size < SMALL_IMAGE_SIZE
+    if stem not in STEMS:
+        raise ValueError(f"unknown stem {stem!r}; valid: {', '.join(STEMS)}")
+    small = image_size < SMALL_IMAGE_SIZE if stem == "auto" else stem == "small"
     if name == "small-cnn":
         body: nn.Module = _small_cnn(in_channels, small)
         feature_dim = SMALL_CNN_WIDTHS[-1]

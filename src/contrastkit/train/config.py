@@ -20,6 +20,7 @@ BACKBONE_NAMES = ("small-cnn", "resnet18", "resnet50", "efficientnet_b0")
 OPTIMIZER_NAMES = ("sgd", "lars", "adam", "adamw")
 PRECISIONS = ("32", "bf16", "16")
 LOGGERS = ("csv", "tensorboard", "wandb")
+STL10_SPLITS = ("unlabeled+train", "unlabeled")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
 _SIZES = (  # optional sizes; None picks a default
     "image_size",
@@ -68,7 +69,7 @@ class PretrainConfig:
     skip_nonfinite: int = 0  # optimiser steps with a non-finite loss or gradient to tolerate
     probe: bool = True
     probe_lr: float = 0.1
-    val_fraction: float = 0.1
+    val_fraction: float = 0.0
     seed: int = 0
     out: str = "runs/pretrain"
     resume: bool = False
@@ -86,16 +87,35 @@ class PretrainConfig:
     progress: bool = True
     # [runtime options]
     # [augmentation options]
+    augment: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={
+            "help": "augmentation: a recipe name (simclr, byol, seed000, ...) or a mapping of "
+            "settings for all views, global/local groups and view<N> (from 1); key=value as "
+            "augment.global.blur_p=0.5 (see contrastkit.data.recipes)"
+        },
+    )
+    stem: str = field(
+        default="auto",
+        metadata={
+            "help": "ResNet/EfficientNet stem: small (3x3 stride 1, no max-pool), imagenet "
+            "(7x7 stride 2 + max-pool), auto (small below 64 px)"
+        },
+    )
     # [head options]
     # [optimisation options]
     # [method options]
     # [data options]
+    stl10_split: str = field(
+        default="unlabeled+train",
+        metadata={"help": "STL-10 pretraining images: unlabeled, or unlabeled+train"},
+    )
     # [evaluation options]
     # [backbone options]
 
     def validate(self) -> PretrainConfig:
         """Raise ConfigError naming the first invalid value and what would be valid."""
-        from ..data.datasets import DATASET_NAMES, FOLDER_DATASET_NAMES, canonical_name
+        from ..data.datasets import DATASET_NAMES, canonical_name
         from ..losses import LOSS_MODULES
         from ..methods.spec import METHODS
 
@@ -122,11 +142,6 @@ class PretrainConfig:
         for name in _SIZES:
             if getattr(self, name) is not None:
                 _at_least(name, getattr(self, name), 1)
-        if self.image_size is not None and dataset not in FOLDER_DATASET_NAMES:
-            raise ConfigError(
-                f"image_size={self.image_size}: {dataset} keeps its own size, only image folders "
-                f"are resized ({', '.join(FOLDER_DATASET_NAMES)}); leave image_size unset"
-            )
         if self.n_global + self.n_local < 2 and spec.pairing != "classify":
             raise ConfigError(
                 f"views={self.n_global + self.n_local} (n_global + n_local): "
@@ -142,10 +157,12 @@ class PretrainConfig:
             raise ConfigError(f"ema_base={self.ema_base}: must be in [0, 1]")
         # [runtime checks]
         # [augmentation checks]
+        _check_augmentation(self)
         # [head checks]
         # [optimisation checks]
         # [method checks]
         # [data checks]
+        _choice("stl10_split", self.stl10_split, STL10_SPLITS)
         # [evaluation checks]
         # [backbone checks]
         loss = self.loss or spec.default_loss
@@ -224,8 +241,14 @@ def parse_value(name: str, raw: Any) -> Any:
     """Convert a raw value (a YAML scalar or a command-line string) to field `name`'s type."""
     if name.startswith("loss."):
         return _scalar(raw)
+    if name.startswith("augment."):
+        return raw  # checked with its key by data.recipes.set_augment_key
+    if name == "augment":
+        return _augment(raw)
     if name not in FIELDS:
-        raise ConfigError(f"unknown config key {name!r}; valid: {', '.join(FIELDS)}, loss.<option>")
+        raise ConfigError(
+            f"unknown config key {name!r}; valid: {', '.join(FIELDS)}, loss.<option>, augment.<key>"
+        )
     kind, optional = _field_type(name)
     if raw is None or (isinstance(raw, str) and raw.lower() in ("none", "null")):
         if not optional:
@@ -253,6 +276,37 @@ def parse_value(name: str, raw: Any) -> Any:
     if kind is float and not math.isfinite(value):  # NaN passes no range check, inf passes >= 0
         raise ConfigError(f"{name}={raw!r}: expected a finite number")
     return value
+
+
+def _augment(raw: Any) -> dict[str, Any]:
+    """An `augment` value (a recipe name or a mapping) in its checked mapping form."""
+    from ..data.recipes import normalize_augment
+
+    try:
+        return normalize_augment(raw)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+
+
+def _augment_key(augment: dict[str, Any], key: str, raw: Any) -> dict[str, Any]:
+    """`augment` with one `augment.<...>` override applied (a later whole `augment` replaces)."""
+    from ..data.recipes import set_augment_key
+
+    try:
+        return set_augment_key(augment, key.removeprefix("augment."), raw)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+
+
+def _check_augmentation(config: PretrainConfig) -> None:
+    """The augmentation, stem and resolution resolve for the dataset (at its preset's size for
+    image folders without `image_size`), naming the first setting that does not fit."""
+    from ..models.backbones import STEMS
+    from ..train.data import resolved_augmentation
+
+    _choice("stem", config.stem, STEMS)
+    config.augment = _augment(config.augment)
+    resolved_augmentation(config)
 
 
 def _scalar(raw: Any) -> Any:
@@ -302,6 +356,8 @@ def build_config(layers: Iterable[Mapping[str, Any]]) -> PretrainConfig:
             value = parse_value(key, raw)
             if key.startswith("loss."):
                 loss_options[key.removeprefix("loss.")] = value
+            elif key.startswith("augment."):
+                values["augment"] = _augment_key(values.get("augment", {}), key, value)
             elif key == "loss_options":
                 loss_options.update(value)
             else:

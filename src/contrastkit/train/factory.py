@@ -22,7 +22,7 @@ def method_from_config(
     predictor = {"hidden_dim": config.predictor_hidden_dim} if config.predictor_hidden_dim else None
     return build_method(
         config.method,
-        build_backbone(config.backbone, image_size, channels),
+        build_backbone(config.backbone, image_size, channels, config.stem),
         loss=config.loss,
         loss_options=config.loss_kwargs(),
         n_global=config.n_global,
