@@ -123,7 +123,7 @@ def test_given_settings_win_over_the_recipes_at_every_level() -> None:
 
 def test_views_are_numbered_from_one_and_must_exist() -> None:
     with pytest.raises(ValueError, match=r"augment\.view3: there are only 2 views"):
-        augmentation({"view3": {"blur_p": 1.0}}).views
+        augmentation({"view3": {"blur_p": 1.0}})
     with pytest.raises(ValueError, match="unknown augment key 'view0'"):
         normalize_augment({"view0": {"blur_p": 1.0}})
 
@@ -145,7 +145,7 @@ def test_bad_keys_and_values_are_one_line_errors(key: str, value: str, message: 
 
 def test_values_out_of_range_name_the_view() -> None:
     with pytest.raises(ValueError, match=r"view2 \(global\): flip_p must be in \[0, 1\]"):
-        augmentation({"view2": {"flip_p": 1.5}}).views
+        augmentation({"view2": {"flip_p": 1.5}})
     with pytest.raises(ValueError, match="blur kernel 23 does not fit size 8"):
         augmentation({"blur_p": 1.0, "blur_kernel": 23, "local": {"crop_size": 8}}, n_local=1)
 
