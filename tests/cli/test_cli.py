@@ -107,7 +107,7 @@ def test_pretrain_writes_a_checkpoint_and_says_where(tmp_path: Path) -> None:
         (["--dataset", "mnist3d"], "'mnist3d'", "valid: digits"),
         (["colour=red"], "'colour'", "valid: method"),
         (["--batch-size", "1"], "batch_size=1", ">= 2"),
-        (["--batch-size", "5000"], "batch_size=5000", "valid: batch_size <= 1295"),
+        (["--batch-size", "5000"], "batch_size=5000", "valid: batch_size <= 1438"),
         (["--temperature", "-1"], "temperature=-1.0", "> 0"),
         (["--lr", "-0.1"], "lr=-0.1", ">= 0"),
         (["--lr", "inf"], "lr='inf'", "finite number"),
