@@ -204,3 +204,15 @@ def test_resolved_views_print_as_plain_values() -> None:
     ]
     assert views[0]["scale"] == [0.1, 1.0] and views[0]["blur_kernel"] == 9
     assert all(isinstance(v, int | float | str | list) for view in views for v in view.values())
+
+
+def test_the_local_size_option_beats_the_recipe_and_augment_beats_it() -> None:
+    def local_sizes(augment, local_size=None) -> list[int]:
+        specs = DataRecipe("imagenet", 224, 3).augmentation(
+            augment, n_global=2, n_local=2, local_size=local_size
+        )
+        return [s.size for s in specs.views][2:]
+
+    assert local_sizes("seed002_multicrop") == [96, 96]
+    assert local_sizes("seed002_multicrop", 64) == [64, 64]
+    assert local_sizes({"recipe": "seed002_multicrop", "view4": {"crop_size": 32}}, 64) == [64, 32]

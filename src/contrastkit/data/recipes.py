@@ -254,8 +254,9 @@ def resolve_views(
     """One ViewSpec per view (global first) for images of ``image_size`` px and ``channels``.
 
     ``mean``, ``std``, ``global_scale`` and ``flip_p`` are the dataset's defaults; ``local_size``
-    the local crop size when the augmentation gives none. Raises ValueError for settings that do
-    not fit (a view beyond the last, a blur kernel larger than its crop, a p outside [0, 1]).
+    (the ``local_size`` option) is a given local crop size, before the given ``augment``. Raises
+    ValueError for settings that do not fit (a view beyond the last, a blur kernel larger than
+    its crop, a p outside [0, 1]).
     """
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}")
@@ -293,14 +294,17 @@ def resolve_views(
             "crop_size": image_size,
             "scale": global_scale or ((0.14, 1.0) if n_local else (0.08, 1.0)),
         },
-        "local": {"crop_size": local_size or image_size * 3 // 7, "scale": (0.05, 0.14)},
+        "local": {"crop_size": image_size * 3 // 7, "scale": (0.05, 0.14)},
     }
+    size_given = {"local": {"crop_size": local_size} if local_size else {}, "global": {}}
     specs = []
     for index in range(n_views):
         group = "global" if index < n_global else "local"
         settings: dict[str, Any] = {}
         layers = [base, group_base[group]]
         for layer in (recipe, given):
+            if layer is given:
+                layers.append(size_given[group])
             layers += [layer, layer.get(group, {}), layer.get(f"view{index + 1}", {})]
         for layer in layers:
             _apply(settings, {k: v for k, v in layer.items() if k in SETTINGS})
