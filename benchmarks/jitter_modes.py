@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from pathlib import Path
 
 import torch
 
@@ -113,6 +114,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
+    if not Path(args.data_dir, "train").is_dir():
+        parser.error(f"no CIFAR-10 folder at {args.data_dir} (needs train/<class>/*.jpg)")
     prepare(args.threads)
 
     data = load_dataset("imagefolder", "train", args.data_dir)
