@@ -53,8 +53,6 @@ _QUARTER_TURN = torch.tensor([[0, 0, 0], [0, 0, -1], [0, 1, 0]], dtype=torch.flo
 _HUE_SINE = (torch.linalg.inv(_YIQ) @ _QUARTER_TURN @ _YIQ).float()
 _CROP_ATTEMPTS = 10  # as torchvision's RandomResizedCrop
 _TV_LUMA = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale weights
-# Per HSV sector 0..5, which of (v, p, q, t) each of R, G, B takes.
-_HSV_SELECT = torch.tensor([[0, 2, 1, 1, 3, 0], [3, 0, 0, 2, 1, 1], [1, 1, 3, 0, 0, 2]])
 
 # Columns of the per-sample uniform draws of one view (one ``torch.rand`` call per view).
 _AREA = slice(0, _CROP_ATTEMPTS)
@@ -173,6 +171,11 @@ class BatchAugment(nn.Module):
             else spec
             for spec in views
         )
+        for index, spec in enumerate(self.views):  # buffers follow the module to its device
+            stats = [None, None] if spec.mean is None else [spec.mean, spec.std]
+            for name, values in zip(("mean", "std"), stats, strict=True):
+                tensor = None if values is None else torch.tensor(values).view(1, -1, 1, 1)
+                self.register_buffer(f"_{name}{index}", tensor, persistent=False)
 
     def forward(self, images: Tensor, generator: torch.Generator | None = None) -> list[Tensor]:
         """One float32 tensor per view spec; ``images`` is a uint8 (B, C, H, W) batch."""
@@ -187,10 +190,11 @@ class BatchAugment(nn.Module):
             if spec.mean is not None and len(spec.mean) not in (1, channels):
                 raise ValueError(f"mean/std have {len(spec.mean)} channels, images {channels}")
         pixels = images.to(torch.float32, memory_format=torch.contiguous_format)
-        return [self._view(pixels, spec, generator) for spec in self.views]
+        return [self._view(pixels, index, generator) for index in range(len(self.views))]
 
-    def _view(self, pixels: Tensor, spec: ViewSpec, generator: torch.Generator | None) -> Tensor:
-        """One view of float pixels in [0, 255]."""
+    def _view(self, pixels: Tensor, index: int, generator: torch.Generator | None) -> Tensor:
+        """View ``index`` of float pixels in [0, 255]."""
+        spec = self.views[index]
         batch, channels, height, width = pixels.shape
         draw_device = generator.device if generator is not None else torch.device("cpu")
         draws = torch.rand(batch, _N_DRAWS, generator=generator, device=draw_device)
@@ -225,10 +229,9 @@ class BatchAugment(nn.Module):
         if spec.solarize_p > 0.0:
             chosen = (draws[:, _SOLARIZE] < spec.solarize_p).view(-1, 1, 1, 1)
             out = torch.where(chosen & (out >= spec.solarize_threshold), 1.0 - out, out)
-        if spec.mean is not None and spec.std is not None:
-            mean = torch.tensor(spec.mean, device=out.device).view(1, -1, 1, 1)
-            std = torch.tensor(spec.std, device=out.device).view(1, -1, 1, 1)
-            out.sub_(mean).div_(std)
+        mean, std = getattr(self, f"_mean{index}"), getattr(self, f"_std{index}")
+        if mean is not None:
+            out.sub_(mean.to(out.device)).div_(std.to(out.device))
         return out
 
 
@@ -354,13 +357,12 @@ def torchvision_jitter(
     device sync on CUDA).
     """
     channels = images.shape[1]
-    weights = torch.tensor(_TV_LUMA if channels == 3 else (1.0,), device=images.device)
     out = images
     for step in range(4):
         op = order[:, step]
         chosen = [torch.where(op == k, factors[:, k], 1.0).view(-1, 1, 1, 1) for k in range(3)]
         brightness, contrast, saturation = chosen
-        gray = torch.einsum("bchw,c->bhw", out, weights).unsqueeze(1)
+        gray = _tv_gray(out)
         mean = gray.mean(dim=(2, 3), keepdim=True)
         out = (
             out * (brightness * contrast * saturation)
@@ -372,8 +374,15 @@ def torchvision_jitter(
             if turn.numel():
                 shifted = _shift_hue(out[turn], hue[turn])
                 out = out.index_copy(0, turn, shifted)
-    gray = torch.einsum("bchw,c->bhw", out, weights).unsqueeze(1)
-    return torch.where(grayscale.view(-1, 1, 1, 1), gray.expand_as(out), out)
+    return torch.where(grayscale.view(-1, 1, 1, 1), _tv_gray(out).expand_as(out), out)
+
+
+def _tv_gray(images: Tensor) -> Tensor:
+    """(B, 1, H, W) grayscale with torchvision's weights; one-channel images as they are."""
+    if images.shape[1] == 1:
+        return images
+    r, g, b = images.unbind(1)
+    return (_TV_LUMA[0] * r + _TV_LUMA[1] * g + _TV_LUMA[2] * b).unsqueeze(1)
 
 
 def _hue_turns(op: Tensor, hue: Tensor) -> Tensor:
@@ -401,14 +410,16 @@ def _shift_hue(images: Tensor, turns: Tensor) -> Tensor:
     sector = hue * 6.0
     whole = torch.floor(sector)
     frac = sector - whole
-    index = whole.to(torch.long).remainder(6)
-    value = maxc
-    p = (value * (1.0 - saturation)).clamp(0.0, 1.0)
-    q = (value * (1.0 - saturation * frac)).clamp(0.0, 1.0)
-    t = (value * (1.0 - saturation * (1.0 - frac))).clamp(0.0, 1.0)
-    vpqt = torch.stack([value, p, q, t], dim=1)  # (B, 4, H, W)
-    select = _HSV_SELECT.to(images.device)[:, index]  # (3, B, H, W): which of v, p, q, t
-    return vpqt.gather(1, select.permute(1, 0, 2, 3))
+    i = whole.to(torch.int64).remainder(6)
+    v = maxc
+    p = (v * (1.0 - saturation)).clamp(0.0, 1.0)
+    q = (v * (1.0 - saturation * frac)).clamp(0.0, 1.0)
+    t = (v * (1.0 - saturation * (1.0 - frac))).clamp(0.0, 1.0)
+    # sectors 0..5: R = v q p p t v, G = t v v q p p, B = p p t v v q
+    red = torch.where((i == 0) | (i == 5), v, torch.where(i == 1, q, torch.where(i == 4, t, p)))
+    green = torch.where((i == 1) | (i == 2), v, torch.where(i == 0, t, torch.where(i == 3, q, p)))
+    blue = torch.where((i == 3) | (i == 4), v, torch.where(i == 2, t, torch.where(i == 5, q, p)))
+    return torch.stack([red, green, blue], dim=1)
 
 
 def _colour_params(draws: Tensor, spec: ViewSpec) -> tuple[Tensor, Tensor, Tensor, Tensor]:
