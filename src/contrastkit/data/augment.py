@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = [
+    "DEFAULT_JITTER_MODE",
     "JITTER_MODES",
     "BatchAugment",
     "ViewSpec",
@@ -43,6 +44,8 @@ __all__ = [
 
 JITTER_MODES = ("torchvision", "linear")
 """Colour jitter as torchvision's ColorJitter computes it, or as one affine map per sample."""
+DEFAULT_JITTER_MODE = "torchvision"
+"""The default mode, chosen by measurement (benchmarks/README.md, jitter_modes.py)."""
 
 # Rec. 601 luma; the first row of RGB->YIQ, so hue rotation keeps grayscale fixed.
 _LUMA = (0.299, 0.587, 0.114)
@@ -92,7 +95,7 @@ class ViewSpec:
     blur_kernel: int | None = None
     solarize_p: float = 0.0
     solarize_threshold: float = 0.5
-    jitter_mode: str = "torchvision"
+    jitter_mode: str = DEFAULT_JITTER_MODE
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
 

@@ -19,7 +19,8 @@ Defaults (the ``simclr`` recipe): crop ``image_size`` at the dataset's crop scal
 or (0.14, 1) when there are local views; local crops ⌊3/7·image_size⌋ px (96 at 224) at
 (0.05, 0.14); ratio (3/4, 4/3); the dataset's flip p; jitter p 0.8 at strength 0.5; grayscale
 0.2; blur p 0.5 from 96 px up (else 0), σ ∈ (0.1, 2), kernel ≈ 10% of the crop; no solarize;
-the dataset's mean and std. One-channel images get no jitter and no grayscale by default.
+the dataset's mean and std; ``DEFAULT_JITTER_MODE``. One-channel images get no jitter and no
+grayscale by default. The ``local_size`` option counts as a given local ``crop_size``.
 """
 
 from __future__ import annotations
@@ -29,10 +30,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
-from .augment import JITTER_MODES, ViewSpec
+from .augment import DEFAULT_JITTER_MODE, JITTER_MODES, ViewSpec
 
 __all__ = [
-    "DEFAULT_JITTER_MODE",
     "GROUPS",
     "RECIPES",
     "SETTINGS",
@@ -41,9 +41,6 @@ __all__ = [
     "set_augment_key",
     "views_as_dicts",
 ]
-
-DEFAULT_JITTER_MODE = "torchvision"
-"""Colour-jitter mode of every recipe unless set (chosen by measurement: benchmarks/README.md)."""
 
 GROUPS = ("global", "local")
 _VIEW = re.compile(r"view([1-9][0-9]*)")
