@@ -11,6 +11,7 @@ import torch
 from torchvision.transforms import ColorJitter
 from torchvision.transforms import functional as TF
 
+from contrastkit.data import augment as augment_module
 from contrastkit.data.augment import BatchAugment, ViewSpec, torchvision_jitter
 
 CIFAR_TRAIN = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "cifar10" / "train"
@@ -77,3 +78,15 @@ def test_linear_mode_is_another_computation() -> None:
             views[hue, mode] = BatchAugment([spec])(images, torch.Generator().manual_seed(1))[0]
     torch.testing.assert_close(views[0.0, "torchvision"], views[0.0, "linear"], atol=2e-3, rtol=0)
     assert (views[0.3, "torchvision"] - views[0.3, "linear"]).abs().max() > 0.05
+
+
+def test_batch_augment_runs_each_samples_jitter_in_its_drawn_order() -> None:
+    """End to end (whole-image crop, no flip): the view is torchvision_jitter of the image with
+    the parameters of the view's draws, so every sample's hue lands in its own step."""
+    images = torch.randint(0, 256, (32, 3, 12, 12), dtype=torch.uint8)
+    spec = ViewSpec(size=12, scale=(1, 1), ratio=(1, 1), flip_p=0, jitter_p=0.8, hue=0.4)
+    (view,) = BatchAugment([spec])(images, torch.Generator().manual_seed(5))
+    draws = torch.rand(32, augment_module._N_DRAWS, generator=torch.Generator().manual_seed(5))
+    params = augment_module._colour_params(draws, spec)
+    expected = torchvision_jitter(images / 255.0, *params)
+    torch.testing.assert_close(view, expected, atol=1e-5, rtol=0)

@@ -152,9 +152,9 @@ class BatchAugment(nn.Module):
     spec's ``mean``/``std``, else with the ``mean``/``std`` given here, else left in [0, 1].
     Parameters are drawn from ``generator`` (on its device; the global CPU generator when
     None), so the same generator state gives the same views, on any device. A CUDA generator
-    costs one device sync per blurred view, and per hue step in the torchvision mode (to pick
-    those samples). C must be 1 or 3; one-channel images skip saturation, hue and
-    grayscale.
+    costs one device sync per blurred view, and one per view in the torchvision jitter mode (to
+    pick the samples to blur or to shift hue). C must be 1 or 3; one-channel images skip
+    saturation, hue and grayscale.
     """
 
     def __init__(
@@ -207,7 +207,8 @@ class BatchAugment(nn.Module):
         hue_steps = None
         if spec.has_colour and spec.jitter_mode == "torchvision" and channels == 3:
             _, hue, order, _ = _colour_params(draws, spec)
-            hue_steps = [_hue_turns(order[:, k], hue).to(pixels.device) for k in range(4)]
+            turns = ((order == 3) & (hue != 0).unsqueeze(1)).cpu()  # (B, step): hue's turn
+            hue_steps = [turns[:, k].nonzero().squeeze(1).to(pixels.device) for k in range(4)]
         draws = draws.to(pixels.device)
 
         boxes = _crop_boxes(draws, height, width, spec)
