@@ -302,7 +302,7 @@ def _check_augmentation(config: PretrainConfig) -> None:
     """The augmentation, stem and resolution resolve for the dataset (at its preset's size for
     image folders without `image_size`), naming the first setting that does not fit."""
     from ..models.backbones import STEMS
-    from ..train.data import resolved_augmentation
+    from .data import resolved_augmentation
 
     _choice("stem", config.stem, STEMS)
     config.augment = _augment(config.augment)
