@@ -121,7 +121,7 @@ def test_pretrain_writes_a_checkpoint_and_says_where(tmp_path: Path) -> None:
         (["--loss", "dcl", "loss.temperature=-1"], "DCLLoss: temperature", "got -1"),
         (["--n-global", "1"], "views=1", "at least 2"),
         (["--accelerator", "abacus"], "'abacus'", "valid: auto, cpu"),
-        (["--image-size", "32"], "image_size=32", "only image folders are resized"),
+        (["augment.view3.blur_p=1"], "augment.view3", "there are only 2 views"),
         (["--epochs", "1\nTraceback"], "epochs='1\\nTraceback'", "expected int"),
         (["--metod", "simclr"], "--metod", "did you mean --method?"),
         (["--bogus"], "--bogus", "valid: -h, --help, --config, --method"),
