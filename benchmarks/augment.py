@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
 from torchvision.transforms import v2
 
-from contrastkit.data.augment import DATASETS, BatchAugment, simclr_views
+from contrastkit.data.presets import DATASETS, DataRecipe
 
 VIEWS = 2
 DATASET_FOR_SIZE = {32: "cifar10", 96: "stl10"}
@@ -42,7 +42,7 @@ DATASET_FOR_SIZE = {32: "cifar10", 96: "stl10"}
 
 def recipe(size: int) -> dict:
     """The shared SimCLR settings at ``size``: what every candidate is configured from."""
-    spec = simclr_views(size)[0]
+    spec = DataRecipe(DATASET_FOR_SIZE[size], size, 3).augmentation().views[0]
     preset = DATASETS[DATASET_FOR_SIZE[size]]
     return {
         "size": size,
@@ -66,8 +66,7 @@ def batches(images: Tensor, batch_size: int) -> Iterator[Tensor]:
 def run_ours(
     images: Tensor, cfg: dict, batch_size: int, device: torch.device
 ) -> Callable[[], None]:
-    preset = DATASETS[DATASET_FOR_SIZE[cfg["size"]]]
-    aug = BatchAugment(simclr_views(cfg["size"]), mean=preset.mean, std=preset.std)
+    aug = DataRecipe(DATASET_FOR_SIZE[cfg["size"]], cfg["size"], 3).augmentation()
 
     def run() -> None:
         for batch in batches(images, batch_size):

@@ -33,8 +33,8 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from benchmarks.measure import prepare, synchronize
-from contrastkit.data.augment import DATASETS
 from contrastkit.data.datasets import InMemoryImages
+from contrastkit.data.presets import DATASETS, DataRecipe
 from contrastkit.train.config import build_config
 from contrastkit.train.data import EpochBatches, PretrainData
 from contrastkit.train.factory import method_from_config
@@ -69,7 +69,7 @@ def ours(images: Tensor, args: argparse.Namespace) -> tuple[Epoch, torch.nn.Modu
         1,
         3,
         args.size,
-        "cifar10" if args.size == 32 else "stl10",
+        DataRecipe("cifar10" if args.size == 32 else "stl10", args.size, 3),
     )
     method = method_from_config(config, args.size, 3, 1).to(args.device)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format

@@ -117,14 +117,7 @@ def _description(
 def _normalization(encoder: Any) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """The backbone's input normalisation: recorded in the checkpoint or measured on the data,
     else the dataset preset's."""
-    from .data.augment import DATASETS
-    from .train.data import augment_preset
-
-    if encoder.normalization is not None:
-        mean, std = encoder.normalization
-        return tuple(mean), tuple(std)
-    preset = DATASETS[augment_preset(encoder.dataset)]
-    return preset.mean, preset.std
+    return encoder.recipe().mean_std()
 
 
 def _write_torchscript(body: nn.Module, example: torch.Tensor, out: Path) -> float:

@@ -107,7 +107,7 @@ def test_pretrain_writes_a_checkpoint_and_says_where(tmp_path: Path) -> None:
         (["--dataset", "mnist3d"], "'mnist3d'", "valid: digits"),
         (["colour=red"], "'colour'", "valid: method"),
         (["--batch-size", "1"], "batch_size=1", ">= 2"),
-        (["--batch-size", "5000"], "batch_size=5000", "valid: batch_size <= 1295"),
+        (["--batch-size", "5000"], "batch_size=5000", "valid: batch_size <= 1438"),
         (["--temperature", "-1"], "temperature=-1.0", "> 0"),
         (["--lr", "-0.1"], "lr=-0.1", ">= 0"),
         (["--lr", "inf"], "lr='inf'", "finite number"),
@@ -121,7 +121,7 @@ def test_pretrain_writes_a_checkpoint_and_says_where(tmp_path: Path) -> None:
         (["--loss", "dcl", "loss.temperature=-1"], "temperature=-1.0", "> 0"),  # one value
         (["--n-global", "1"], "views=1", "at least 2"),
         (["--accelerator", "abacus"], "'abacus'", "valid: auto, cpu"),
-        (["--image-size", "32"], "image_size=32", "only image folders are resized"),
+        (["augment.view3.blur_p=1"], "augment.view3", "there are only 2 views"),
         (["--epochs", "1\nTraceback"], "epochs='1\\nTraceback'", "expected int"),
         (["--metod", "simclr"], "--metod", "did you mean --method?"),
         (["--bogus"], "--bogus", "valid: -h, --help, --config, --print-config, --method"),

@@ -13,14 +13,8 @@ import pytest
 import torch
 from torchvision.transforms.v2 import functional as TF
 
-from contrastkit.data.augment import (
-    DATASETS,
-    BatchAugment,
-    ViewSpec,
-    colour_affine,
-    resized_crop,
-    simclr_views,
-)
+from contrastkit.data.augment import BatchAugment, ViewSpec, colour_affine, resized_crop
+from contrastkit.data.presets import DATASETS, DataRecipe
 
 CIFAR = DATASETS["cifar10"]
 PLAIN = {"jitter_p": 0.0, "grayscale_p": 0.0, "flip_p": 0.0}  # geometry only
@@ -116,8 +110,12 @@ def test_values_stay_in_unit_range_before_normalisation() -> None:
         assert view.min() >= 0.0 and view.max() <= 1.0
 
 
+def recipe_views(dataset: str, size: int, channels: int = 3, augment=None, **counts):
+    return DataRecipe(dataset, size, channels).augmentation(augment, **counts).views
+
+
 def test_multi_crop_shapes_follow_the_specs() -> None:
-    specs = simclr_views(64, n_global=2, n_local=6, local_size=24)
+    specs = recipe_views("imagenet", 64, n_global=2, n_local=6, local_size=24)
     assert [s.size for s in specs] == [64, 64] + [24] * 6
     assert [s.scale for s in specs] == [(0.14, 1.0)] * 2 + [(0.05, 0.14)] * 6
     views = BatchAugment(specs)(random_images(batch=4, size=80), seeded())
@@ -127,26 +125,27 @@ def test_multi_crop_shapes_follow_the_specs() -> None:
 
 
 def test_recipes_follow_the_dataset_defaults() -> None:
-    cifar = simclr_views(32)
+    cifar = recipe_views("cifar10", 32)
     assert all(s.blur_p == 0.0 and s.solarize_p == 0.0 for s in cifar)
     assert (cifar[0].brightness, cifar[0].saturation, cifar[0].hue) == (0.4, 0.4, 0.1)
-    stl = simclr_views(96)
+    assert cifar[0].mean == CIFAR.mean and cifar[0].std == CIFAR.std
+    stl = recipe_views("stl10", 96)
     assert [s.blur_p for s in stl] == [0.5, 0.5] and stl[0].kernel_size == 9
-    byol = simclr_views(224, recipe="byol")
+    byol = recipe_views("imagenet", 224, augment="byol")
     assert [(s.blur_p, s.solarize_p, s.saturation) for s in byol] == [
         (1.0, 0.0, 0.2),
         (0.1, 0.2, 0.2),
     ]
     assert byol[0].kernel_size == 23
-    local = simclr_views(224, n_local=2)
+    local = recipe_views("imagenet", 224, n_local=2)
     assert [s.size for s in local] == [224, 224, 96, 96]
-    gray = simclr_views(28, channels=1)
+    gray = recipe_views("fashion-mnist", 28, channels=1)
     assert all(s.jitter_p == 0.0 and s.grayscale_p == 0.0 for s in gray)
-    imagenet = BatchAugment.for_dataset("imagenet", n_local=6).views
+    imagenet = recipe_views("imagenet", 224, n_local=6)
     assert [(s.size, s.scale) for s in imagenet] == [(224, (0.14, 1.0))] * 2 + [
         (96, (0.05, 0.14))
     ] * 6
-    digits = BatchAugment.for_dataset("digits").views
+    digits = recipe_views("digits", 8, channels=1)
     assert all(s.scale == (0.25, 1.0) and s.flip_p == 0.0 for s in digits)
 
 
@@ -208,7 +207,7 @@ def test_hue_rotation_keeps_luma_and_full_turn_is_identity() -> None:
 
 
 def test_same_seed_same_views_other_seed_other_views() -> None:
-    aug = BatchAugment.for_dataset("stl10", n_local=2, recipe="byol")
+    aug = DataRecipe("stl10", 96, 3).augmentation("byol", n_local=2)
     images = random_images(batch=4, size=96)
     first, again, other = aug(images, seeded(1)), aug(images, seeded(1)), aug(images, seeded(2))
     for a, b, c in zip(first, again, other, strict=True):
@@ -216,10 +215,10 @@ def test_same_seed_same_views_other_seed_other_views() -> None:
         assert not torch.allclose(a, c)
 
 
-@pytest.mark.parametrize(("name", "size"), [("digits", 8), ("fashion_mnist", 28)])
+@pytest.mark.parametrize(("name", "size"), [("digits", 8), ("fashion-mnist", 28)])
 def test_one_channel_datasets(name: str, size: int) -> None:
     images = random_images(batch=6, channels=1, size=size)
-    views = BatchAugment.for_dataset(name)(images, seeded())
+    views = DataRecipe(name, size, 1).augmentation()(images, seeded())
     assert [tuple(v.shape) for v in views] == [(6, 1, size, size)] * 2
     assert all(torch.isfinite(v).all() for v in views)
     # colour ops forced on: brightness/contrast apply, the rest are no-ops, nothing crashes
@@ -244,7 +243,7 @@ def test_bad_inputs_are_rejected() -> None:
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_views_match_cpu_views() -> None:
     """Parameters come from the CPU generator, so both devices make the same views."""
-    aug = BatchAugment.for_dataset("stl10", n_local=2, recipe="byol")
+    aug = DataRecipe("stl10", 96, 3).augmentation("byol", n_local=2)
     images = random_images(batch=8, size=96)
     cpu = aug(images, seeded(3))
     gpu = aug.cuda()(images.cuda(), seeded(3))

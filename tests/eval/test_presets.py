@@ -4,7 +4,6 @@ does: the optimiser built, the learning rate over the run, the augmentation, the
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -14,6 +13,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import normalize
 from torch import nn
 
+from contrastkit.data.presets import DataRecipe
 from contrastkit.eval import (
     PRESETS,
     EvaluationError,
@@ -115,7 +115,7 @@ def test_seed003_supcon_linear_lr_5_batch_512_decay_0_2_at_60_75_90() -> None:
 
 def _augmentation(min_scale: float, dataset: str = "cifar10"):
     """The training augmentation a linear head gets on `dataset` (its recipe's preset)."""
-    return crop_flip(SimpleNamespace(augment_preset=dataset), 32, min_scale)
+    return crop_flip(DataRecipe(dataset, 32, 3), 32, min_scale)
 
 
 def test_seed004_calibrated_logreg_on_l2_normalised_features_of_the_ema_target(

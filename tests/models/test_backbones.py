@@ -148,3 +148,28 @@ def test_importing_models_does_not_import_torchvision() -> None:
     code = "import sys, contrastkit.models; assert 'torchvision' not in sys.modules"
     env = {**os.environ, "PYTHONPATH": src}
     subprocess.run([sys.executable, "-c", code], check=True, env=env)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet50"])
+def test_stem_option_overrides_the_size_rule(name: str) -> None:
+    """`imagenet` keeps the 7×7/2 + max-pool stem at 32 px, `small` drops it at 224 px."""
+    standard = build_backbone(name, 32, stem="imagenet").body
+    assert (standard.conv1.kernel_size, standard.conv1.stride) == ((7, 7), (2, 2))
+    assert isinstance(standard.maxpool, nn.MaxPool2d)
+    small = build_backbone(name, 224, stem="small").body
+    assert (small.conv1.kernel_size, small.conv1.stride) == ((3, 3), (1, 1))
+    assert isinstance(small.maxpool, nn.Identity)
+    auto = build_backbone(name, 224, stem="auto").body
+    assert auto.conv1.kernel_size == (7, 7)
+
+
+def test_stem_decides_the_feature_map_resolution() -> None:
+    """A 32 px image reaches the last stage at 4×4 with the small stem, 1×1 with the standard."""
+    images = torch.randn(2, 3, 32, 32)
+    for stem, side in (("small", 4), ("imagenet", 1)):
+        net = build_backbone("resnet18", 32, stem=stem).body.eval()
+        x = net.maxpool(net.relu(net.bn1(net.conv1(images))))
+        x = net.layer4(net.layer3(net.layer2(net.layer1(x))))
+        assert x.shape[-2:] == (side, side), stem
+    with pytest.raises(ValueError, match="unknown stem 'tiny'"):
+        build_backbone("resnet18", 32, stem="tiny")

@@ -7,9 +7,11 @@ SimCLR/BYOL recipe on a whole uint8 batch on the images' device instead, vectori
 * crop + flip + resize: one ``F.grid_sample`` on an affine grid per view (bilinear, no
   antialiasing; crop boxes are continuous rather than rounded to whole pixels);
 * colour jitter (brightness, contrast, saturation, hue in a random order per sample) and
-  grayscale: all linear in RGB, so they compose into one 3×3 matrix + offset per sample, applied
-  in a single batched matmul. Hue rotates the chroma plane of YIQ (torchvision shifts HSV hue),
-  and values are clamped to [0, 1] once at the end rather than after every step;
+  grayscale, in one of two modes. ``"torchvision"``: ColorJitter's own steps (HSV hue, a clamp
+  after each step), batched, equal to torchvision per pixel given the same factors.
+  ``"linear"``: all steps are linear in RGB, so they compose into one 3×3 matrix + offset per
+  sample in a single batched matmul; hue rotates the chroma plane of YIQ instead of shifting HSV
+  hue, and values are clamped once at the end;
 * Gaussian blur: a separable grouped convolution with a per-sample kernel, run only on the
   samples drawn for blurring;
 * solarize: ``torch.where``; normalisation by per-dataset mean/std.
@@ -25,21 +27,25 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = [
-    "DATASETS",
+    "DEFAULT_JITTER_MODE",
+    "JITTER_MODES",
     "BatchAugment",
-    "DatasetPreset",
     "ViewSpec",
     "colour_affine",
     "resized_crop",
-    "simclr_views",
+    "torchvision_jitter",
 ]
+
+JITTER_MODES = ("torchvision", "linear")
+"""Colour jitter as torchvision's ColorJitter computes it, or as one affine map per sample."""
+DEFAULT_JITTER_MODE = "torchvision"
+"""The default mode, chosen by measurement (benchmarks/README.md, jitter_modes.py)."""
 
 # Rec. 601 luma; the first row of RGB->YIQ, so hue rotation keeps grayscale fixed.
 _LUMA = (0.299, 0.587, 0.114)
@@ -49,6 +55,7 @@ _YIQ = torch.tensor(_RGB_TO_YIQ, dtype=torch.float64)
 _QUARTER_TURN = torch.tensor([[0, 0, 0], [0, 0, -1], [0, 1, 0]], dtype=torch.float64)
 _HUE_SINE = (torch.linalg.inv(_YIQ) @ _QUARTER_TURN @ _YIQ).float()
 _CROP_ATTEMPTS = 10  # as torchvision's RandomResizedCrop
+_TV_LUMA = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale weights
 
 # Columns of the per-sample uniform draws of one view (one ``torch.rand`` call per view).
 _AREA = slice(0, _CROP_ATTEMPTS)
@@ -67,7 +74,10 @@ class ViewSpec:
     ``size`` is the output side (or (height, width)). ``scale`` is the crop area as a fraction of
     the input, ``ratio`` its aspect-ratio range. Jitter factors are drawn uniformly from
     [max(0, 1 - b), 1 + b] for brightness, contrast and saturation, hue from [-hue, hue] of a
-    full turn. ``blur_kernel`` defaults to the odd integer near 10% of the output size.
+    full turn. ``jitter_mode`` is ``"torchvision"`` (ColorJitter's steps: HSV hue, clamping after
+    each) or ``"linear"`` (one affine map, YIQ hue, one clamp). ``blur_kernel`` defaults to the
+    odd integer near 10% of the output size. ``mean``/``std`` normalise the view (None: left in
+    [0, 1], unless ``BatchAugment`` is given statistics).
     """
 
     size: int | tuple[int, int]
@@ -85,6 +95,9 @@ class ViewSpec:
     blur_kernel: int | None = None
     solarize_p: float = 0.0
     solarize_threshold: float = 0.5
+    jitter_mode: str = DEFAULT_JITTER_MODE
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         for name in ("flip_p", "jitter_p", "grayscale_p", "blur_p", "solarize_p"):
@@ -106,6 +119,12 @@ class ViewSpec:
             raise ValueError(f"blur_kernel must be odd and positive, got {self.blur_kernel}")
         if self.blur_p > 0 and not 0 < self.kernel_size // 2 < min(self.hw):
             raise ValueError(f"blur kernel {self.kernel_size} does not fit size {self.size}")
+        if self.jitter_mode not in JITTER_MODES:
+            raise ValueError(f"jitter_mode must be one of {JITTER_MODES}, got {self.jitter_mode!r}")
+        if (self.mean is None) != (self.std is None):
+            raise ValueError("give both mean and std, or neither")
+        if self.std is not None and (len(self.mean) != len(self.std) or min(self.std) <= 0):
+            raise ValueError(f"std must be positive with one value per mean, got {self.std}")
 
     @property
     def hw(self) -> tuple[int, int]:
@@ -126,96 +145,16 @@ class ViewSpec:
         return (self.jitter_p > 0.0 and jitter) or self.grayscale_p > 0.0
 
 
-def simclr_views(
-    image_size: int,
-    channels: int = 3,
-    *,
-    n_global: int = 2,
-    n_local: int = 0,
-    local_size: int | None = None,
-    global_scale: tuple[float, float] | None = None,
-    local_scale: tuple[float, float] = (0.05, 0.14),
-    flip_p: float = 0.5,
-    strength: float = 0.5,
-    recipe: Literal["simclr", "byol"] = "simclr",
-) -> list[ViewSpec]:
-    """View specs of the SimCLR (or BYOL/Barlow Twins) recipe, with optional multi-crop.
-
-    Colour jitter is SimCLR's strength ``s``: brightness/contrast/saturation 0.8s, hue 0.2s
-    (``s=0.5`` is the common 0.4/0.4/0.4/0.1; ``s=1`` SimCLR's ImageNet setting). ``"byol"``
-    halves saturation, blurs the first global view always and the second with p=0.1, and
-    solarizes the second with p=0.2. Blur is on only from 96 px (the recipe leaves it off for
-    32 px images). One-channel images get no jitter or grayscale. With local crops, global crops
-    default to scale (0.14, 1) and local crops to the ImageNet ratio 96/224 of ``image_size``.
-    """
-    if channels not in (1, 3):
-        raise ValueError(f"channels must be 1 or 3, got {channels}")
-    if n_global < 1 or n_local < 0:
-        raise ValueError("need n_global >= 1 and n_local >= 0")
-    colour = channels == 3
-    saturation = (0.4 if recipe == "byol" else 0.8) * strength
-    blur = image_size >= 96
-    base = ViewSpec(
-        size=image_size,
-        scale=global_scale or ((0.14, 1.0) if n_local else (0.08, 1.0)),
-        flip_p=flip_p,
-        jitter_p=0.8 if colour else 0.0,
-        brightness=0.8 * strength,
-        contrast=0.8 * strength,
-        saturation=saturation if colour else 0.0,
-        hue=0.2 * strength if colour else 0.0,
-        grayscale_p=0.2 if colour else 0.0,
-        blur_p=0.5 if blur else 0.0,
-    )
-    if recipe == "byol":
-        first = [replace(base, blur_p=1.0 if blur else 0.0)]
-        second = [replace(base, blur_p=0.1 if blur else 0.0, solarize_p=0.2)]
-        globals_ = (first + second) * (n_global // 2) + first * (n_global % 2)
-    else:
-        globals_ = [base] * n_global
-    size = local_size or max(1, round(image_size * 96 / 224))
-    local = replace(base, size=size, scale=local_scale, blur_p=0.5 if blur else 0.0)
-    return globals_ + [local] * n_local
-
-
-@dataclass(frozen=True)
-class DatasetPreset:
-    """Size, channels and normalisation statistics of a dataset, plus its recipe overrides.
-
-    ``scale`` is the crop scale of its global views (None: the recipe's default) and ``flip_p``
-    its flip probability.
-    """
-
-    size: int
-    channels: int
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    scale: tuple[float, float] | None = None
-    flip_p: float = 0.5
-
-
-# Digits are not mirror-symmetric, so MNIST-like digit sets get no flip; tiny 8 px digits get
-# gentler crops, as a 0.08 crop of an 8×8 image is barely two pixels wide.
-DATASETS: dict[str, DatasetPreset] = {
-    "cifar10": DatasetPreset(32, 3, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
-    "cifar100": DatasetPreset(32, 3, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
-    "stl10": DatasetPreset(96, 3, (0.4467, 0.4398, 0.4066), (0.2603, 0.2566, 0.2713)),
-    "imagenet": DatasetPreset(224, 3, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
-    "mnist": DatasetPreset(28, 1, (0.1307,), (0.3081,), scale=(0.2, 1.0), flip_p=0.0),
-    "fashion_mnist": DatasetPreset(28, 1, (0.2860,), (0.3530,), scale=(0.2, 1.0)),
-    "digits": DatasetPreset(8, 1, (0.3053,), (0.3760,), scale=(0.25, 1.0), flip_p=0.0),
-}
-
-
 class BatchAugment(nn.Module):
     """Turn a uint8 batch (B, C, H, W) into float32 views, one random draw per sample and view.
 
-    Returns one (B, C, h, w) tensor per view spec, on the input's device, normalised with
-    ``mean``/``std`` when given (otherwise in [0, 1]). Parameters are drawn from ``generator``
-    (on its device; the global CPU generator when None), so the same generator state gives the
-    same views, on any device. A CUDA generator costs one device sync per blurred view (to pick
-    the samples to blur). C must be 1 or 3; one-channel images skip saturation, hue and
-    grayscale.
+    Returns one (B, C, h, w) tensor per view spec, on the input's device, normalised with the
+    spec's ``mean``/``std``, else with the ``mean``/``std`` given here, else left in [0, 1].
+    Parameters are drawn from ``generator`` (on its device; the global CPU generator when
+    None), so the same generator state gives the same views, on any device. A CUDA generator
+    costs one device sync per blurred view, and one per view in the torchvision jitter mode (to
+    pick the samples to blur or to shift hue). C must be 1 or 3; one-channel images skip
+    saturation, hue and grayscale.
     """
 
     def __init__(
@@ -229,34 +168,17 @@ class BatchAugment(nn.Module):
             raise ValueError("need at least one view")
         if (mean is None) != (std is None):
             raise ValueError("give both mean and std, or neither")
-        self.views = tuple(views)
-        self.normalize = mean is not None and std is not None
-        scale = 1.0 / torch.tensor(std).view(1, -1, 1, 1) if std is not None else None
-        shift = -torch.tensor(mean).view(1, -1, 1, 1) * scale if mean is not None else None
-        self.register_buffer("_scale", scale, persistent=False)
-        self.register_buffer("_shift", shift, persistent=False)
-
-    @classmethod
-    def for_dataset(
-        cls,
-        name: str,
-        *,
-        n_global: int = 2,
-        n_local: int = 0,
-        normalize: bool = True,
-        **view_options: object,
-    ) -> BatchAugment:
-        """The recipe for a dataset in ``DATASETS``; ``view_options`` go to ``simclr_views``."""
-        if name not in DATASETS:
-            raise KeyError(f"unknown dataset {name!r}; known: {sorted(DATASETS)}")
-        preset = DATASETS[name]
-        options: dict = {"global_scale": preset.scale, "flip_p": preset.flip_p, **view_options}
-        views = simclr_views(
-            preset.size, preset.channels, n_global=n_global, n_local=n_local, **options
+        self.views = tuple(
+            replace(spec, mean=tuple(mean), std=tuple(std))
+            if spec.mean is None and mean is not None and std is not None
+            else spec
+            for spec in views
         )
-        if not normalize:
-            return cls(views)
-        return cls(views, mean=preset.mean, std=preset.std)
+        for index, spec in enumerate(self.views):  # buffers follow the module to its device
+            stats = [None, None] if spec.mean is None else [spec.mean, spec.std]
+            for name, values in zip(("mean", "std"), stats, strict=True):
+                tensor = None if values is None else torch.tensor(values).view(1, -1, 1, 1)
+                self.register_buffer(f"_{name}{index}", tensor, persistent=False)
 
     def forward(self, images: Tensor, generator: torch.Generator | None = None) -> list[Tensor]:
         """One float32 tensor per view spec; ``images`` is a uint8 (B, C, H, W) batch."""
@@ -267,30 +189,44 @@ class BatchAugment(nn.Module):
         channels = images.shape[1]
         if channels not in (1, 3):
             raise ValueError(f"expected 1 or 3 channels, got {channels}")
-        if self.normalize and self._scale.shape[1] != channels:
-            raise ValueError(f"mean/std have {self._scale.shape[1]} channels, images {channels}")
+        for spec in self.views:
+            if spec.mean is not None and len(spec.mean) not in (1, channels):
+                raise ValueError(f"mean/std have {len(spec.mean)} channels, images {channels}")
         pixels = images.to(torch.float32, memory_format=torch.contiguous_format)
-        return [self._view(pixels, spec, generator) for spec in self.views]
+        return [self._view(pixels, index, generator) for index in range(len(self.views))]
 
-    def _view(self, pixels: Tensor, spec: ViewSpec, generator: torch.Generator | None) -> Tensor:
-        """One view of float pixels in [0, 255]."""
+    def _view(self, pixels: Tensor, index: int, generator: torch.Generator | None) -> Tensor:
+        """View ``index`` of float pixels in [0, 255]."""
+        spec = self.views[index]
         batch, channels, height, width = pixels.shape
         draw_device = generator.device if generator is not None else torch.device("cpu")
         draws = torch.rand(batch, _N_DRAWS, generator=generator, device=draw_device)
         # Blur runs only on its samples; pick them where the draws live, so a CPU generator
         # needs no device sync (nor do the copies, which wait for no queued work).
         blurred = (draws[:, _BLUR] < spec.blur_p).nonzero().squeeze(1)
+        hue_steps = None
+        if spec.has_colour and spec.jitter_mode == "torchvision" and channels == 3:
+            _, hue, order, _ = _colour_params(draws, spec)
+            turns = (order == 3) & (hue != 0).unsqueeze(1)  # (B, step): hue's turn
+            hue_steps = [
+                turns[:, k].nonzero().squeeze(1).to(pixels.device, non_blocking=True)
+                for k in range(4)
+            ]
         blurred, draws = (t.to(pixels.device, non_blocking=True) for t in (blurred, draws))
 
         boxes = _crop_boxes(draws, height, width, spec)
         out = resized_crop(pixels, boxes, spec.hw, flip=draws[:, _FLIP] < spec.flip_p)
-        if spec.has_colour:
+        if spec.has_colour and spec.jitter_mode == "linear":
             factors, hue, order, gray = _colour_params(draws, spec)
             mean = out.mean(dim=(2, 3)).mul_(1.0 / 255.0)
             matrix, offset = colour_affine(mean, factors, hue, order, gray)
             flat = out.view(batch, channels, -1)
             out = torch.bmm(matrix / 255.0, flat).add_(offset.unsqueeze(2)).clamp_(0.0, 1.0)
             out = out.view(batch, channels, *spec.hw)
+        elif spec.has_colour:
+            factors, hue, order, gray = _colour_params(draws, spec)
+            out = out.mul_(1.0 / 255.0)
+            out = torchvision_jitter(out, factors, hue, order, gray, hue_steps)
         else:
             out.mul_(1.0 / 255.0)
         if blurred.numel():
@@ -300,8 +236,9 @@ class BatchAugment(nn.Module):
         if spec.solarize_p > 0.0:
             chosen = (draws[:, _SOLARIZE] < spec.solarize_p).view(-1, 1, 1, 1)
             out = torch.where(chosen & (out >= spec.solarize_threshold), 1.0 - out, out)
-        if self.normalize:
-            out.mul_(self._scale.to(out.device)).add_(self._shift.to(out.device))
+        mean, std = getattr(self, f"_mean{index}"), getattr(self, f"_std{index}")
+        if mean is not None:
+            out.sub_(mean.to(out.device)).div_(std.to(out.device))
         return out
 
 
@@ -405,6 +342,91 @@ def colour_affine(
         offset = torch.einsum("bij,bj->bi", step_matrix, offset) + blend.unsqueeze(1)
     gray_matrix = torch.where(grayscale.view(-1, 1, 1), to_gray, eye)
     return gray_matrix @ matrix, torch.einsum("bij,bj->bi", gray_matrix, offset)
+
+
+def torchvision_jitter(
+    images: Tensor,
+    factors: Tensor,
+    hue: Tensor,
+    order: Tensor,
+    grayscale: Tensor,
+    hue_steps: Sequence[Tensor] | None = None,
+) -> Tensor:
+    """Colour jitter then optional grayscale as torchvision computes them, batched per sample.
+
+    ``images`` are float (B, C, H, W) in [0, 1]; the other arguments as in ``colour_affine``.
+    Each of the four steps runs in the sample's own order and is clamped to [0, 1], as
+    ``ColorJitter`` on a float tensor: brightness scales, contrast blends with the mean
+    grayscale, saturation with the grayscale image, hue shifts the HSV hue. Grayscale uses
+    torchvision's weights (0.2989, 0.587, 0.114). One step per sample per pass: the linear
+    three share one fused expression; hue runs on the samples whose turn it is: ``hue_steps[k]``
+    (the indices of the samples shifting hue in step k; found here when None, at the cost of a
+    device sync on CUDA).
+    """
+    channels = images.shape[1]
+    out = images
+    for step in range(4):
+        op = order[:, step]
+        chosen = [torch.where(op == k, factors[:, k], 1.0).view(-1, 1, 1, 1) for k in range(3)]
+        brightness, contrast, saturation = chosen
+        gray = _tv_gray(out)
+        mean = gray.mean(dim=(2, 3), keepdim=True)
+        out = (
+            out * (brightness * contrast * saturation)
+            + (1.0 - contrast) * mean
+            + (1.0 - saturation) * gray
+        ).clamp_(0.0, 1.0)
+        if channels == 3:
+            turn = _hue_turns(op, hue) if hue_steps is None else hue_steps[step]
+            if turn.numel():
+                shifted = _shift_hue(out[turn], hue[turn])
+                out = out.index_copy(0, turn, shifted)
+    return torch.where(grayscale.view(-1, 1, 1, 1), _tv_gray(out).expand_as(out), out)
+
+
+def _tv_gray(images: Tensor) -> Tensor:
+    """(B, 1, H, W) grayscale with torchvision's weights; one-channel images as they are."""
+    if images.shape[1] == 1:
+        return images
+    r, g, b = images.unbind(1)
+    return (_TV_LUMA[0] * r + _TV_LUMA[1] * g + _TV_LUMA[2] * b).unsqueeze(1)
+
+
+def _hue_turns(op: Tensor, hue: Tensor) -> Tensor:
+    """Indices of the samples whose hue step is ``op`` (its column of the order) and nonzero."""
+    return ((op == 3) & (hue != 0)).nonzero().squeeze(1)
+
+
+def _shift_hue(images: Tensor, turns: Tensor) -> Tensor:
+    """Add ``turns`` (B,) to the HSV hue of RGB ``images`` in [0, 1] (torchvision's formulas)."""
+    maxc, _ = images.max(dim=1)
+    minc, _ = images.min(dim=1)
+    r, g, _ = images.unbind(1)
+    spread = maxc - minc
+    flat = spread == 0
+    saturation = spread / torch.where(flat, torch.ones_like(maxc), maxc)
+    divisor = torch.where(flat, torch.ones_like(spread), spread)
+    rc, gc, bc = ((maxc.unsqueeze(1) - images) / divisor.unsqueeze(1)).unbind(1)
+    is_r = maxc == r
+    is_g = (maxc == g) & ~is_r
+    is_b = ~is_r & ~is_g
+    hue = (bc - gc) * is_r + (2.0 + rc - bc) * is_g + (4.0 + gc - rc) * is_b
+    hue = (hue / 6.0 + 1.0).fmod(1.0)
+    hue = (hue + turns.view(-1, 1, 1)).remainder(1.0)
+
+    sector = hue * 6.0
+    whole = torch.floor(sector)
+    frac = sector - whole
+    i = whole.to(torch.int64).remainder(6)
+    v = maxc
+    p = (v * (1.0 - saturation)).clamp(0.0, 1.0)
+    q = (v * (1.0 - saturation * frac)).clamp(0.0, 1.0)
+    t = (v * (1.0 - saturation * (1.0 - frac))).clamp(0.0, 1.0)
+    # sectors 0..5: R = v q p p t v, G = t v v q p p, B = p p t v v q
+    red = torch.where((i == 0) | (i == 5), v, torch.where(i == 1, q, torch.where(i == 4, t, p)))
+    green = torch.where((i == 1) | (i == 2), v, torch.where(i == 0, t, torch.where(i == 3, q, p)))
+    blue = torch.where((i == 3) | (i == 4), v, torch.where(i == 2, t, torch.where(i == 5, q, p)))
+    return torch.stack([red, green, blue], dim=1)
 
 
 def _colour_params(draws: Tensor, spec: ViewSpec) -> tuple[Tensor, Tensor, Tensor, Tensor]:

@@ -6,17 +6,17 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..data.augment import DATASETS, BatchAugment, ViewSpec
-from ..train.data import PretrainData
+from ..data.augment import BatchAugment, ViewSpec
+from ..data.presets import DataRecipe
 from .data import batches
 from .encoder import Encoder
 from .features import embed
 
 
-def crop_flip(recipe: PretrainData, size: int, min_scale: float | None = None) -> BatchAugment:
+def crop_flip(recipe: DataRecipe, size: int, min_scale: float | None = None) -> BatchAugment:
     """Random resized crop to `size` at scale (`min_scale`, 1) (default: the dataset's
     pretraining crop scale, also for 0) and the dataset's flip, normalised as in training."""
-    stats = DATASETS[recipe.augment_preset]
+    stats = recipe.preset
     scale = (min_scale, 1.0) if min_scale else stats.scale or (0.08, 1.0)
     view = ViewSpec(size=size, scale=scale, flip_p=stats.flip_p, jitter_p=0.0, grayscale_p=0.0)
     mean, std = recipe.mean_std()
@@ -30,7 +30,7 @@ class AugmentedFeatures:
     def __init__(self, encoder: Encoder, features: str, min_scale: float) -> None:
         self.encoder, self.features = encoder, features
         self.images = encoder.load("train")
-        self.augment = crop_flip(encoder.recipe(self.images), encoder.input_size, min_scale)
+        self.augment = crop_flip(encoder.recipe(), encoder.input_size, min_scale)
 
     @torch.no_grad()
     def __call__(self, indices: Tensor, generator: torch.Generator) -> Tensor:

@@ -11,8 +11,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from ..data import InMemoryImages, StreamingImages, load_dataset
-from ..data.datasets import Stats
-from ..train.data import PretrainData, augment_preset
+from ..data.presets import DataRecipe, load_size
 from .errors import EvaluationError
 
 Images = InMemoryImages | StreamingImages
@@ -21,39 +20,20 @@ Images = InMemoryImages | StreamingImages
 def load_split(
     dataset: str, split: str, data_dir: str | None, cache_dir: Path, resize: int | None
 ) -> Images:
-    """Split `split` of `dataset`; a missing or unreadable dataset raises EvaluationError."""
+    """Split `split` of `dataset`; a missing or unreadable dataset raises EvaluationError.
+
+    Image folders are decoded at `resize`; in-memory datasets keep their size (the recipe
+    resizes them on the device)."""
     try:
-        return load_dataset(dataset, split, data_dir, cache_dir=cache_dir, image_size=resize)
+        size = load_size(dataset, resize)
+        return load_dataset(dataset, split, data_dir, cache_dir=cache_dir, image_size=size)
     except ValueError as error:  # DatasetNotFoundError, CorruptImageError, bad name or split
         raise EvaluationError(str(error)) from None
 
 
-def recipe(
-    dataset: str,
-    images: Images,
-    num_classes: int,
-    channels: int,
-    image_size: int,
-    normalization: tuple[Stats, Stats] | None = None,
-) -> PretrainData:
-    """Pretraining's recipe for `images` of `dataset`: its normalisation (`normalization`, else
-    the dataset preset's) and SimCLR views."""
-    mean, std = normalization if normalization is not None else (None, None)
-    return PretrainData(
-        train=images,
-        val=None,
-        num_classes=num_classes,
-        channels=channels,
-        image_size=image_size,
-        augment_preset=augment_preset(dataset),
-        mean=mean,
-        std=std,
-    )
-
-
-def normalize(images: Tensor, data: PretrainData) -> Tensor:
-    """uint8 (B, C, H, W) images as float32 in [0, 1], standardised per channel as in training."""
-    return data.normalize(images)
+def normalize(images: Tensor, recipe: DataRecipe) -> Tensor:
+    """uint8 (B, C, H, W) images as float32 at the recipe's size, standardised as in training."""
+    return recipe.normalize(images)
 
 
 def batches(

@@ -12,12 +12,12 @@ from torch import Tensor, nn
 
 from ..data import canonical_name, default_cache_dir, holdout_split
 from ..data.datasets import Stats
+from ..data.presets import DataRecipe
 from ..methods import Method
 from ..models.backbones import BACKBONES, Backbone, build_backbone
 from ..train.config import PretrainConfig
-from ..train.data import PretrainData
 from ..train.factory import method_from_config
-from .data import Images, load_split, recipe
+from .data import Images, load_split
 from .errors import EvaluationError
 from .resolution import check_view, resize_center_crop
 
@@ -67,21 +67,16 @@ class Encoder:
         kept, held = holdout_split(images.labels, self.holdout)
         return images.subset(held if split == "test" else kept)
 
-    def recipe(self, images: Images) -> PretrainData:
-        """Pretraining's normalisation and augmentation for `images` of the dataset."""
-        return recipe(
-            self.dataset,
-            images,
-            self.num_classes,
-            self.channels,
-            self.image_size,
-            self.normalization,
-        )
+    def recipe(self) -> DataRecipe:
+        """Pretraining's normalisation (at its image size, with the statistics it trained with
+        or the data's measured ones) and augmentation of the dataset."""
+        mean, std = self.normalization if self.normalization is not None else (None, None)
+        return DataRecipe(self.dataset, self.image_size, self.channels, mean=mean, std=std)
 
-    def prepare(self, images: Tensor, data: PretrainData) -> Tensor:
+    def prepare(self, images: Tensor, recipe: DataRecipe) -> Tensor:
         """uint8 (B, C, H, W) images on the device, normalised as in training, then resized and
         centre-cropped to `view` when one is set."""
-        return resize_center_crop(data.normalize(images), *self.view)
+        return resize_center_crop(recipe.normalize(images), *self.view)
 
     @property
     def input_size(self) -> int:

@@ -64,7 +64,7 @@ def extract_features(
     if cached is not None:
         return cached
     images = encoder.load(split)
-    recipe = encoder.recipe(images)
+    recipe = encoder.recipe()
     encoder.backbone.eval()
     if encoder.projector is not None:
         encoder.projector.eval()

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..train.data import PretrainData
+from ..data.presets import DataRecipe
 from .accuracy import topk_accuracy
 from .augmentation import crop_flip
 from .data import Images, batches
@@ -46,7 +46,7 @@ def _scores(
     encoder: Encoder,
     images: Images,
     indices: Tensor | None,
-    recipe: PretrainData,
+    recipe: DataRecipe,
     batch_size: int,
 ) -> tuple[Tensor, Tensor]:
     """Eval-mode class scores of un-augmented images (at `indices`), and their labels."""
@@ -74,7 +74,7 @@ def finetune_protocol(
         raise EvaluationError(f"batch_size={batch_size}: finetune needs >= 2 (BatchNorm)")
     train, test = encoder.load("train"), encoder.load("test")
     keep, held = training_indices(train.labels, settings, seed)
-    recipe = encoder.recipe(train)
+    recipe = encoder.recipe()
     augment = crop_flip(recipe, encoder.input_size, settings["crop_scale"])
     device = encoder.device
     with torch.random.fork_rng(devices=[]):

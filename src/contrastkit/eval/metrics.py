@@ -40,7 +40,7 @@ def view_features(
     The views are pretraining's two global views of the dataset (default configuration), the
     same for every checkpoint, so alignment compares across methods.
     """
-    augment = encoder.recipe(images).augmentation(PretrainConfig())
+    augment = encoder.recipe().augmentation()
     first, second = [], []
     for batch, _ in batches(images, batch_size, indices):
         view_a, view_b = augment(batch.to(encoder.device), generator=generator)

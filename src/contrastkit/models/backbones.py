@@ -1,10 +1,11 @@
 """Backbones: image encoders mapping (B, C, H, W) float images to (B, feature_dim) features.
 
 Every backbone is randomly initialised (no pretrained weights: self-supervised training starts
-from scratch). Below `SMALL_IMAGE_SIZE` pixels the downsampling stem is replaced by a stride-1
-one, as in SimCLR's CIFAR variant, so that 32 px inputs keep enough spatial resolution.
-Any timm or torchvision classification model is available as `timm/<name>` or
-`torchvision/<name>` (see `library_backbones`); the built-in names stay as they are.
+from scratch). The stem is `small` (stride 1, no max-pool, as in SimCLR's CIFAR variant, so that
+32 px inputs keep enough spatial resolution), `imagenet` (the standard downsampling stem) or
+`auto`: small below `SMALL_IMAGE_SIZE` pixels. Any timm or torchvision classification model is
+available as `timm/<name>` or `torchvision/<name>` (see `library_backbones`); the built-in names
+stay as they are.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from ..names import BACKBONE_NAMES
 from .library_backbones import build_library_model, split_name
 
 BACKBONES = BACKBONE_NAMES  # the built-in names; timm/ and torchvision/ names besides
+STEMS = ("auto", "small", "imagenet")
 
 SMALL_IMAGE_SIZE = 64
 """Images smaller than this (in pixels) get a stride-1 stem and no max-pool."""
@@ -59,10 +61,15 @@ class Backbone(nn.Module):
 
 
 def build_backbone(
-    name: str, image_size: int, in_channels: int = 3, options: Mapping[str, Any] | None = None
+    name: str,
+    image_size: int,
+    in_channels: int = 3,
+    options: Mapping[str, Any] | None = None,
+    stem: str = "auto",
 ) -> Backbone:
     """Build the backbone `name` (one of `BACKBONES`, or `timm/<name>` / `torchvision/<name>`
-    with the model's keyword arguments `options`) for square images of `image_size` pixels."""
+    with the model's keyword arguments `options`) for square images of `image_size` pixels,
+    with the `stem` (one of `STEMS`; the built-in ResNets and EfficientNet)."""
     if split_name(name) is not None:
         model = build_library_model(name, in_channels, options or {})
         return Backbone(name, model.body, model.feature_dim, in_channels, model.source)
@@ -77,7 +84,9 @@ def build_backbone(
         raise ValueError(f"image_size must be a positive number of pixels, got {image_size}")
     if in_channels < 1:
         raise ValueError(f"in_channels must be at least 1, got {in_channels}")
-    small = image_size < SMALL_IMAGE_SIZE
+    if stem not in STEMS:
+        raise ValueError(f"unknown stem {stem!r}; valid: {', '.join(STEMS)}")
+    small = image_size < SMALL_IMAGE_SIZE if stem == "auto" else stem == "small"
     if name == "small-cnn":
         body: nn.Module = _small_cnn(in_channels, small)
         feature_dim = SMALL_CNN_WIDTHS[-1]

@@ -21,6 +21,7 @@ from .options import check_head_options, check_optimisation_options
 
 PRECISIONS = ("auto", "32", "bf16", "16")
 LOGGERS = ("csv", "tensorboard", "wandb")
+STL10_SPLITS = ("unlabeled+train", "unlabeled")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
 NAMED_KEYS = ("method", "backbone", "optimizer", "precision", "loggers", "accelerator", "dataset")
 
@@ -84,7 +85,11 @@ class PretrainConfig:
         default=False, metadata={"help": "download a missing torchvision dataset"}
     )
     image_size: int | None = field(
-        default=None, metadata={"help": "resize image folders to this side (None: stored size)"}
+        default=None,
+        metadata={
+            "help": "train at this side: folders resized when decoded, in-memory data on the "
+            "device (None: stored size)"
+        },
     )
     backbone: str = field(default="small-cnn", metadata={"help": "the encoder network"})
     projector_hidden_dim: int | None = field(
@@ -134,7 +139,11 @@ class PretrainConfig:
     )
     probe_lr: float = field(default=0.1, metadata={"help": "the online probe's learning rate"})
     val_fraction: float = field(
-        default=0.1, metadata={"help": "last fraction of each class held out for the probe"}
+        default=0.0,
+        metadata={
+            "help": "last fraction of each class held out for the probe (0: train on all, the "
+            "probe reports on the test split)"
+        },
     )
     seed: int = field(default=0, metadata={"help": "random seed of weights, batches and views"})
     out: str = field(
@@ -178,6 +187,21 @@ class PretrainConfig:
         },
     )
     # [augmentation options]
+    augment: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={
+            "help": "augmentation: a recipe name (simclr, byol, seed000, ...) or a mapping of "
+            "settings for all views, global/local groups and view<N> (from 1); key=value as "
+            "augment.global.blur_p=0.5 (see contrastkit.data.recipes)"
+        },
+    )
+    stem: str = field(
+        default="auto",
+        metadata={
+            "help": "ResNet/EfficientNet stem: small (3x3 stride 1, no max-pool), imagenet "
+            "(7x7 stride 2 + max-pool), auto (small below 64 px)"
+        },
+    )
     # [head options]
     projector_layers: int | None = field(
         default=None, metadata={"help": "Linear layers in the projector (default: the method's)"}
@@ -291,6 +315,10 @@ class PretrainConfig:
         metadata={"help": "mean or sum of the view pairs' losses (None: the method's)"},
     )
     # [data options]
+    stl10_split: str = field(
+        default="unlabeled+train",
+        metadata={"help": "STL-10 pretraining images: unlabeled, or unlabeled+train"},
+    )
     # [evaluation options]
     log_spectrum: bool = field(
         default=True,
@@ -332,7 +360,7 @@ class PretrainConfig:
             if getattr(self, name) is not None:
                 _at_least(name, getattr(self, name), 1)
         # The checks above need no torch, so argument errors answer before it loads.
-        from ..data.datasets import DATASET_NAMES, FOLDER_DATASET_NAMES, canonical_name
+        from ..data.datasets import DATASET_NAMES, canonical_name
         from ..losses import LOSS_MODULES
         from ..methods.spec import METHODS
         from .backbone_config import check_backbone
@@ -342,11 +370,6 @@ class PretrainConfig:
             _choice("loss", self.loss, spec.losses, f" for method {self.method}")
         dataset = canonical_name(self.dataset)
         _choice("dataset", dataset, DATASET_NAMES)
-        if self.image_size is not None and dataset not in FOLDER_DATASET_NAMES:
-            raise ConfigError(
-                f"image_size={self.image_size}: {dataset} keeps its own size, only image folders "
-                f"are resized ({', '.join(FOLDER_DATASET_NAMES)}); leave image_size unset"
-            )
         if self.n_global + self.n_local < spec.pairing.min_views:
             raise ConfigError(
                 f"views={self.n_global + self.n_local} (n_global + n_local): "
@@ -363,6 +386,7 @@ class PretrainConfig:
         # [runtime checks]
         _at_least("log_every_n_steps", self.log_every_n_steps, 1)
         # [augmentation checks]
+        _check_augmentation(self)
         # [head checks]
         check_head_options(self)
         # [optimisation checks]
@@ -375,6 +399,7 @@ class PretrainConfig:
         except ValueError as error:
             raise ConfigError(str(error)) from None
         # [data checks]
+        _choice("stl10_split", self.stl10_split, STL10_SPLITS)
         # [evaluation checks]
         # [backbone checks]
         check_backbone(self.backbone, self.backbone_options, self.init_from)
@@ -461,10 +486,14 @@ def parse_value(name: str, raw: Any) -> Any:
     """Convert a raw value (a YAML scalar or a command-line string) to field `name`'s type."""
     if name.startswith(("loss.", "backbone.")):
         return _scalar(raw)
+    if name.startswith("augment."):
+        return raw  # checked with its key by data.recipes.set_augment_key
+    if name == "augment":
+        return _augment(raw)
     if name not in FIELDS:
         raise ConfigError(
             f"unknown config key {name!r}; valid: {', '.join(FIELDS)}, loss.<option>, "
-            "backbone.<kwarg>"
+            "backbone.<kwarg>, augment.<key>"
         )
     kind, optional = _field_type(name)
     # "none" means unset, except where it is one of the field's values (an output BN of none).
@@ -495,6 +524,37 @@ def parse_value(name: str, raw: Any) -> Any:
     if kind is float and not math.isfinite(value):  # NaN passes no range check, inf passes >= 0
         raise ConfigError(f"{name}={raw!r}: expected a finite number")
     return value
+
+
+def _augment(raw: Any) -> dict[str, Any]:
+    """An `augment` value (a recipe name or a mapping) in its checked mapping form."""
+    from ..data.recipes import normalize_augment
+
+    try:
+        return normalize_augment(raw)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+
+
+def _augment_key(augment: dict[str, Any], key: str, raw: Any) -> dict[str, Any]:
+    """`augment` with one `augment.<...>` override applied (a later whole `augment` replaces)."""
+    from ..data.recipes import set_augment_key
+
+    try:
+        return set_augment_key(augment, key.removeprefix("augment."), raw)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+
+
+def _check_augmentation(config: PretrainConfig) -> None:
+    """The augmentation, stem and resolution resolve for the dataset (at its preset's size for
+    image folders without `image_size`), naming the first setting that does not fit."""
+    from ..models.backbones import STEMS
+    from .data import resolved_augmentation
+
+    _choice("stem", config.stem, STEMS)
+    config.augment = _augment(config.augment)
+    resolved_augmentation(config)
 
 
 def _scalar(raw: Any) -> Any:
@@ -570,6 +630,9 @@ def build_config(layers: Iterable[Mapping[str, Any]]) -> PretrainConfig:
             if key == "loss.temperature":  # one spelling: the loss's temperature is `temperature`
                 key = "temperature"
             value = parse_value(key, raw)
+            if key.startswith("augment."):
+                values["augment"] = _augment_key(values.get("augment", {}), key, value)
+                continue
             if key == "loss_options":
                 pairs = [(f"loss_options.{k}", f"loss.{k}", v) for k, v in value.items()]
             else:

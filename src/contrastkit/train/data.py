@@ -1,4 +1,4 @@
-"""The data of a pretraining run: training samples, the held-out split for the online probe,
+"""The data of a pretraining run: training samples, the split the online probe reports on,
 their augmentation, and the batch iterables that serve them on the training device."""
 
 from __future__ import annotations
@@ -7,14 +7,16 @@ import itertools
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
-from ..data.augment import DATASETS, BatchAugment, simclr_views
+from ..data.augment import BatchAugment
 from ..data.datasets import (
+    DatasetNotFoundError,
     InMemoryImages,
     Stats,
     StreamingImages,
@@ -23,95 +25,94 @@ from ..data.datasets import (
     load_dataset,
 )
 from ..data.memory_loader import DeviceBatches
+from ..data.presets import DataRecipe, dataset_preset, load_size
 from ..methods.spec import METHODS
 from .config import ConfigError, PretrainConfig
 
 Images = InMemoryImages | StreamingImages
 _log = logging.getLogger(__name__)
 
-# Augmentation presets (normalisation statistics, crop scale, flip) of each dataset name;
-# folder datasets use ImageNet's, with the statistics measured on the folder when it is held in
-# memory.
-_AUGMENT_PRESETS = {
-    "digits": "digits",
-    "fashion-mnist": "fashion_mnist",
-    "cifar10": "cifar10",
-    "cifar100": "cifar100",
-    "stl10": "stl10",
-}
-
-
-def augment_preset(dataset: str) -> str:
-    """The augmentation preset (normalisation, crop scale, flip) of a dataset name."""
-    return _AUGMENT_PRESETS.get(canonical_name(dataset), "imagenet")
-
 
 @dataclass
 class PretrainData:
-    """Training samples, the probe's held-out samples, and what the models need to know."""
+    """Training samples, the probe's evaluation samples, and what the models need to know.
+
+    ``val_note`` says what ``val`` holds (the dataset's test split, or a held-out part of the
+    training split), or why there is none, for the log.
+    """
 
     train: Images
     val: Images | None
     num_classes: int
     channels: int
     image_size: int
-    augment_preset: str
-    mean: Stats | None = None  # measured on the data; None: the preset's
-    std: Stats | None = None
+    recipe: DataRecipe
+    val_note: str = ""
 
     def mean_std(self) -> tuple[Stats, Stats]:
         """The per-channel normalisation: measured on the data if it was, else the preset's."""
-        if self.mean is not None and self.std is not None:
-            return self.mean, self.std
-        preset = DATASETS[self.augment_preset]
-        return preset.mean, preset.std
+        return self.recipe.mean_std()
 
     def augmentation(self, config: PretrainConfig) -> BatchAugment:
-        """SimCLR views of this dataset with the run's global and local crops."""
-        preset = DATASETS[self.augment_preset]
-        views = simclr_views(
-            self.image_size,
-            self.channels,
-            n_global=config.n_global,
-            n_local=config.n_local,
-            local_size=config.local_size,
-            global_scale=preset.scale,
-            flip_p=preset.flip_p,
-        )
-        mean, std = self.mean_std()
-        return BatchAugment(views, mean=mean, std=std)
+        """The run's views (``config.augment``) of this dataset, global then local."""
+        try:
+            return self.recipe.augmentation(config.augment, **_view_counts(config))
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
 
     def normalize(self, images: Tensor) -> Tensor:
-        """uint8 (B, C, H, W) images as float32, standardised per channel as in training."""
-        mean, std = (t.to(images.device) for t in self.normalization())
-        return (images.float() / 255 - mean) / std
+        """uint8 (B, C, H, W) images as float32 at the run's size, standardised per channel."""
+        return self.recipe.normalize(images)
 
-    def normalization(self) -> tuple[Tensor, Tensor]:
-        """Per-channel mean and std (as (1, C, 1, 1) tensors) for un-augmented evaluation."""
-        mean, std = self.mean_std()
-        return torch.tensor(mean).view(1, -1, 1, 1), torch.tensor(std).view(1, -1, 1, 1)
+
+def _view_counts(config: PretrainConfig) -> dict[str, Any]:
+    return {"n_global": config.n_global, "n_local": config.n_local, "local_size": config.local_size}
+
+
+def resolved_augmentation(config: PretrainConfig) -> list[dict[str, Any]]:
+    """The run's augmentation as plain dicts, one per view, without loading any data.
+
+    Image folders without ``image_size`` are taken at their preset's size (ImageNet's 224).
+    """
+    preset = dataset_preset(config.dataset)
+    recipe = DataRecipe(config.dataset, config.image_size or preset.size, preset.channels)
+    try:
+        return recipe.views(config.augment, **_view_counts(config))
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
 
 
 def load_pretrain_data(config: PretrainConfig) -> PretrainData:
-    """Load the training split and hold out the last `val_fraction` of each class for the probe.
+    """Load the training split, and the split the online probe reports on.
 
-    STL-10 pretrains on its train and unlabeled splits together; the probe's held-out part comes
-    from the labelled train split only.
+    With ``val_fraction`` 0 the whole training split pretrains and the probe reports on the
+    dataset's test (or val) split; above 0 the last ``val_fraction`` of each class is held out
+    for it instead. STL-10 pretrains on ``stl10_split``: its unlabeled images, with or without
+    the labelled train split.
     """
     name = canonical_name(config.dataset)
     labelled = _load(config, name, "train")
-    if config.val_fraction > 0 and _probe_possible(config, labelled):
+    if not _probe_possible(config, labelled):
+        train, val, note = labelled, None, "no probe: unlabelled or single-class data"
+    elif config.val_fraction > 0:
         keep, held = holdout_split(labelled.labels, config.val_fraction)
         train, val = labelled.subset(keep), labelled.subset(held)
+        note = f"held-out last {config.val_fraction:g} of each class of {name}'s train split"
     else:
-        train, val = labelled, None
+        train = labelled
+        val, note = _probe_split(config, name)
     if name == "stl10":
         unlabeled = _load(config, name, "unlabeled")
-        train = InMemoryImages(
-            torch.cat([train.images, unlabeled.images]),
-            torch.cat([train.labels, unlabeled.labels]),
-            train.classes,
-        )
+        if config.stl10_split == "unlabeled":
+            train = unlabeled
+            if config.val_fraction == 0:
+                val, note = None, "no probe: stl10_split=unlabeled has no labels to train it on"
+        else:
+            train = InMemoryImages(
+                torch.cat([train.images, unlabeled.images]),
+                torch.cat([train.labels, unlabeled.labels]),
+                train.classes,
+            )
     ranks = config.devices * config.num_nodes
     if len(train) < config.batch_size * ranks:  # else Lightning "trains" on no batch at all
         raise ConfigError(
@@ -120,15 +121,21 @@ def load_pretrain_data(config: PretrainConfig) -> PretrainData:
             f"{ranks} device(s); valid: batch_size <= {len(train) // ranks}"
         )
     sample, _ = train[0]
+    image_size = config.image_size or sample.shape[-1]
     return PretrainData(
         train=train,
         val=val,
         num_classes=len(labelled.classes),
         channels=sample.shape[0],
-        image_size=sample.shape[-1],
-        augment_preset=augment_preset(name),
-        mean=getattr(labelled, "mean", None),
-        std=getattr(labelled, "std", None),
+        image_size=image_size,
+        recipe=DataRecipe(
+            name,
+            image_size,
+            sample.shape[0],
+            mean=getattr(labelled, "mean", None),
+            std=getattr(labelled, "std", None),
+        ),
+        val_note=note,
     )
 
 
@@ -160,6 +167,17 @@ def _probe_possible(config: PretrainConfig, labelled: Images) -> bool:
     return False
 
 
+def _probe_split(config: PretrainConfig, name: str) -> tuple[Images | None, str]:
+    """The dataset's test (or val) split for the probe, or None and the reason."""
+    if not config.probe:
+        return None, "no probe: probe=false"
+    try:
+        return _load(config, name, "test"), f"the test split of {name} (val/ for image folders)"
+    except DatasetNotFoundError as error:
+        reason = " ".join(str(error).split())
+        return None, f"no probe: {name} has no test split to report on ({reason})"
+
+
 def _load(config: PretrainConfig, name: str, split: str) -> Images:
     return load_dataset(
         name,
@@ -167,7 +185,7 @@ def _load(config: PretrainConfig, name: str, split: str) -> Images:
         config.data_dir,
         cache_dir=config.cache_dir,
         download=config.download,
-        image_size=config.image_size,
+        image_size=load_size(name, config.image_size),
         workers=config.workers or None,
     )
 

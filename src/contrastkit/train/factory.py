@@ -14,7 +14,9 @@ def method_from_config(
     config: PretrainConfig, image_size: int, channels: int, num_classes: int
 ) -> Method:
     """The untrained Method `config` describes, for images of this size and channel count."""
-    backbone = build_backbone(config.backbone, image_size, channels, config.backbone_options)
+    backbone = build_backbone(
+        config.backbone, image_size, channels, config.backbone_options, config.stem
+    )
     if config.zero_init_residual:
         zero_init_residual(backbone)
     method = build_method(

@@ -14,6 +14,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel
 
@@ -93,6 +94,8 @@ class PretrainModule(L.LightningModule):
         }
 
     def on_fit_start(self) -> None:
+        if self.data.val_note:
+            rank_zero_info(f"online probe (val/top1, val/top5): {self.data.val_note}")
         if self.probe is not None:
             self.probe.to(self.device)
         if self.config.channels_last:
