@@ -98,7 +98,8 @@ def _pretrain(args: argparse.Namespace) -> int:
     layers.append({k: v for k, v in vars(args).items() if k in FIELDS and v is not None})
     layers.append(dict(parse_override(item) for item in args.overrides))
     data_dir = next((layer["data_dir"] for layer in reversed(layers) if "data_dir" in layer), None)
-    _check_data_dir(data_dir)
+    if not args.print_config:  # which prints the configuration without reading any data
+        _check_data_dir(data_dir)
     config = build_config(layers)
     if args.print_config:
         return _print_config(config)

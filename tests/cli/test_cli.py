@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import subprocess
+import tempfile
 import sys
 from pathlib import Path
 
@@ -49,12 +50,13 @@ def test_help_does_not_import_torch() -> None:
 
 
 def _contrastkit(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """The command in a fresh folder (unless `cwd`), so its default run folder starts empty."""
     return subprocess.run(
         [sys.executable, "-m", "contrastkit.cli", *args],
         capture_output=True,
         text=True,
         timeout=600,
-        cwd=cwd,
+        cwd=cwd or tempfile.mkdtemp(prefix="contrastkit-cli-"),
     )
 
 

@@ -50,3 +50,21 @@ def test_a_bad_value_still_fails_before_printing(capsys: pytest.CaptureFixture[s
     assert main(["pretrain", "--print-config", "schedule=linear"]) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and "'linear'" in captured.err
+
+
+def test_the_augmentation_is_printed_per_view_and_reads_back_the_same(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Each view's settings, resolved from the recipe and the dataset; fed back as `augment`,
+    they give the same views."""
+    from contrastkit.train.config import build_config
+    from contrastkit.train.data import resolved_augmentation
+
+    values = _printed(capsys, "--dataset", "cifar10", "augment.view2.solarize_p=0.2")
+    views = values["augment"]
+    assert list(views) == ["view1", "view2"]
+    assert views["view1"]["solarize_p"] == 0.0 and views["view2"]["solarize_p"] == 0.2
+    assert views["view1"]["mean"] == [0.4914, 0.4822, 0.4465]  # the dataset's statistics
+    again = build_config([{"dataset": "cifar10", "augment": views}])
+    original = build_config([{"dataset": "cifar10", "augment.view2.solarize_p": 0.2}])
+    assert resolved_augmentation(again) == resolved_augmentation(original)

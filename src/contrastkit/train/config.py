@@ -627,8 +627,6 @@ def build_config(layers: Iterable[Mapping[str, Any]]) -> PretrainConfig:
         spelled: dict[str, tuple[str, Any]] = {}  # the layer's value of each field, and spelling
         for key, raw in layer.items():
             key = key.replace("-", "_")
-            if key == "loss.temperature":  # one spelling: the loss's temperature is `temperature`
-                key = "temperature"
             value = parse_value(key, raw)
             if key.startswith("augment."):
                 values["augment"] = _augment_key(values.get("augment", {}), key, value)

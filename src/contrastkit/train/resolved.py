@@ -12,8 +12,8 @@ from .options import head_overrides
 
 
 def resolved_values(config: PretrainConfig) -> dict[str, Any]:
-    """`config` as a dict, with the loss's name, temperature and options and the heads' shapes
-    resolved from the method's defaults. `*_hidden_dim: null` means the backbone's feature
+    """`config` as a dict, with the loss's name, temperature and options, the heads' shapes and
+    every view's augmentation resolved from the method's and the dataset's defaults. `*_hidden_dim: null` means the backbone's feature
     dim, `*_bias: null` a bias wherever no BN follows."""
     from ..losses import LOSS_MODULES
     from ..methods.spec import METHODS
@@ -31,7 +31,20 @@ def resolved_values(config: PretrainConfig) -> dict[str, Any]:
         values["loss_options"] = options
     for head, preset in (("projector", spec.projector), ("predictor", spec.predictor)):
         values.update(_head_values(config, head, preset))
+    values["augment"] = _augment_values(config)
     return values
+
+
+def _augment_values(config: PretrainConfig) -> dict[str, Any]:
+    """Every view's settings as a mapping `augment` accepts: `{view1: {...}, view2: {...}}`
+    (views numbered from 1, global views first), so a printed configuration reads back as is."""
+    from .data import resolved_augmentation
+
+    views = resolved_augmentation(config)
+    return {
+        f"view{view['view']}": {k: v for k, v in view.items() if k not in ("view", "group")}
+        for view in views
+    }
 
 
 def _head_values(config: PretrainConfig, head: str, preset: str | None) -> dict[str, Any]:
