@@ -78,7 +78,7 @@ def _images() -> torch.Tensor:
 def test_sidecar_says_how_to_rebuild_and_feed_the_backbone(
     digits_checkpoint: Path, tmp_path: Path
 ) -> None:
-    from contrastkit.data.augment import DATASETS
+    from contrastkit.data.presets import DATASETS
     from contrastkit.models import build_backbone
 
     out = export_backbone(str(digits_checkpoint), tmp_path / "backbone.pt")

@@ -17,7 +17,7 @@ def python_blocks(text: str) -> list[str]:
 
 def test_the_page_has_an_example_for_each_part_of_the_api() -> None:
     code = "\n".join(python_blocks(PAGE.read_text()))
-    for call in ("BatchAugment", "build_method(", "pretrain(", "evaluate(", "export_backbone("):
+    for call in ("DataRecipe", "build_method(", "pretrain(", "evaluate(", "export_backbone("):
         assert call in code, call
 
 

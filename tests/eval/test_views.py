@@ -57,7 +57,7 @@ def test_the_evaluation_view_changes_the_features(checkpoint: Path) -> None:
     b, same_labels = extract_features(viewed, "test", "backbone")
     assert torch.equal(labels, same_labels) and not torch.allclose(a, b, atol=1e-3)
     images = viewed.load("test").images[:4].to(viewed.device)
-    recipe = viewed.recipe(viewed.load("test"))
+    recipe = viewed.recipe()
     expected = viewed.backbone(resize_center_crop(recipe.normalize(images), 12, 8))
     torch.testing.assert_close(b[:4], expected.cpu(), rtol=1e-4, atol=1e-5)
 

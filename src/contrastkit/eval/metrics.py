@@ -10,9 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..data import holdout_split
 from ..spectrum import alpha_req, rankme
-from ..train.config import PretrainConfig
 from .accuracy import topk_accuracy
 from .data import Images, batches
 from .embedding_map import save_embedding_map
@@ -21,9 +19,6 @@ from .errors import EvaluationError
 from .features import embed, extract_features
 from .geometry import alignment_uniformity, effective_rank
 from .knn import knn_classify
-
-PROBE_FRACTION = PretrainConfig.val_fraction
-"""The probe split: pretraining's default held-out fraction of each class."""
 
 
 @torch.no_grad()
@@ -62,8 +57,8 @@ def metrics_protocol(
 
     Alignment, uniformity and the map use at most `max_samples` test images (a seeded random
     subset: uniformity costs N² memory, t-SNE more); the effective rank uses all of them. RankMe
-    and α-ReQ read the probe split (the last `PROBE_FRACTION` of each class of the training
-    split, as pretraining holds out for its online probe and its per-epoch spectrum log).
+    and α-ReQ read the test split, the split pretraining's online probe and its per-epoch
+    spectrum log report on by default (`val_fraction` 0).
     """
     if max_samples < 2:
         raise EvaluationError(f"max_samples={max_samples}: must be >= 2")
@@ -80,14 +75,13 @@ def metrics_protocol(
     method = save_embedding_map(
         test_features[chosen], test_labels[chosen], images.classes, map_png, title, seed
     )
-    _, probe = holdout_split(train_labels, PROBE_FRACTION)
     return {
         **topk_accuracy(scores, test_labels),
         **alignment_uniformity(view_a, view_b, test_features[chosen]),
         "effective_rank": effective_rank(test_features),
-        "rankme": rankme(train_features[probe]),
-        "alpha_req": alpha_req(train_features[probe]),
-        "n_probe": len(probe),
+        "rankme": rankme(test_features),
+        "alpha_req": alpha_req(test_features),
+        "n_probe": len(test_features),
         "feature_dim": test_features.shape[1],
         "map_png": str(map_png),
         "map_method": method,

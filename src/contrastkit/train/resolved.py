@@ -13,8 +13,9 @@ from .options import head_overrides
 
 def resolved_values(config: PretrainConfig) -> dict[str, Any]:
     """`config` as a dict, with the loss's name, temperature and options, the heads' shapes and
-    every view's augmentation resolved from the method's and the dataset's defaults. `*_hidden_dim: null` means the backbone's feature
-    dim, `*_bias: null` a bias wherever no BN follows."""
+    every view's augmentation resolved from the method's and the dataset's defaults.
+    `*_hidden_dim: null` means the backbone's feature dim, `*_bias: null` a bias wherever no BN
+    follows."""
     from ..losses import LOSS_MODULES
     from ..methods.spec import METHODS
 
