@@ -44,6 +44,8 @@ ARGS = [
     "32",
     "--loggers",
     "csv",
+    "--log-every-n-steps",
+    "1",
     "--progress",
     "false",
 ]

@@ -139,7 +139,7 @@ class _CtrlCAt(Callback):
     ("at", "epoch", "step", "position"),
     [
         (4, 0, 5, 5),  # inside the epoch: saved there, with the epoch's position
-        (9, 1, 10, None),  # its last batch: the epoch's own checkpoint is the one to resume
+        (10, 1, 11, None),  # its last batch: the epoch's own checkpoint is the one to resume
     ],
 )
 def test_ctrl_c_saves_after_the_step_it_came_in(
