@@ -4,12 +4,17 @@ import pytest
 
 from contrastkit.methods.spec import METHODS
 from contrastkit.models.backbones import build_backbone
-from contrastkit.names import BACKBONE_NAMES, METHOD_NAMES, OPTIMIZER_NAMES
+from contrastkit.names import BACKBONE_NAMES, LOSS_NAMES, METHOD_NAMES, OPTIMIZER_NAMES
 from contrastkit.train.optim import build_optimizer
 
 
 def test_every_method_name_has_a_spec_and_every_spec_a_name() -> None:
     assert tuple(METHODS) == METHOD_NAMES
+
+
+def test_the_loss_names_are_the_losses_the_methods_train_with() -> None:
+    trained = {loss for spec in METHODS.values() for loss in spec.losses}
+    assert sorted(LOSS_NAMES) == sorted(trained)
 
 
 @pytest.mark.parametrize("name", BACKBONE_NAMES)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, NoReturn
 from . import __version__
 from .errors import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_INTERRUPTED, ContrastkitError
 from .export import FORMATS
+from .names import LOSS_NAMES
 from .runtime import configure_openmp
 from .train.config import FIELDS, NAMED_KEYS, ConfigError, build_config, load_preset, parse_override
 
@@ -138,6 +139,11 @@ def _compare(args: argparse.Namespace) -> int:
     _check_data_dir(args.data_dir)
     evaluation = [item for item in args.overrides if item.startswith(EVAL_PREFIX)]
     overrides = dict(parse_override(i) for i in args.overrides if i not in evaluation)
+    for loss in parse_list(args.losses) if args.losses else ():
+        if loss not in LOSS_NAMES:  # checked again, with the methods, once torch has loaded
+            close = difflib.get_close_matches(loss, LOSS_NAMES, 3, cutoff=0.6)
+            hint = f"did you mean {', '.join(close)}? " if close else ""
+            raise ConfigError(f"unknown loss {loss!r}; {hint}valid: {', '.join(LOSS_NAMES)}")
     spec = CompareSpec(
         **{
             key: value

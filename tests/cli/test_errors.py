@@ -53,6 +53,7 @@ HOLDOUT = ["--holdout-fraction", "1.5"]
         (["pretrain", "--data-dir", "/no/such/folder"], "data_dir /no/such/folder"),
         (["pretrain", "temperature=0.2", "loss.temperature=0.3"], "set one value twice"),
         (["compare", "--epochs", "0"], "--epochs 0"),
+        (["compare", "--losses", "nt_xen"], "unknown loss 'nt_xen'; did you mean nt_xent"),
         (["compare", "--seeds", "x"], "--seeds 'x'"),
         (["evaluate", "--checkpoint", "nope.ckpt", "--protocol", "knn"], "nope.ckpt"),
         (
