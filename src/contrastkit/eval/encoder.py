@@ -15,6 +15,7 @@ from ..data.datasets import Stats
 from ..data.presets import DataRecipe
 from ..methods import Method
 from ..models.backbones import BACKBONES, Backbone, build_backbone
+from ..models.weights import weight_mismatch
 from ..train.config import PretrainConfig
 from ..train.factory import method_from_config
 from .data import Images, load_split
@@ -277,27 +278,7 @@ def _load_weights(
     weights = {
         k.removeprefix("method."): v for k, v in state_dict.items() if k.startswith("method.")
     }
-    expected = method.state_dict()
-    missing = sorted(expected.keys() - weights.keys())
-    unexpected = sorted(weights.keys() - expected.keys())
-    misfit = sorted(
-        name
-        for name in expected.keys() & weights.keys()
-        if not isinstance(weights[name], Tensor) or weights[name].shape != expected[name].shape
-    )
-    problems = []
-    if misfit:
-        name = misfit[0]
-        value = weights[name]
-        found = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
-        problems.append(
-            f"{len(misfit)} of wrong shape, e.g. {name} is {found}, "
-            f"expected {tuple(expected[name].shape)}"
-        )
-    if missing:
-        problems.append(f"{len(missing)} missing, e.g. {missing[0]}")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected, e.g. {unexpected[0]}")
+    problems = weight_mismatch(weights, method.state_dict())
     if problems:
         raise EvaluationError(
             f"{path}: weights do not fit a {config.backbone} {config.method} model: "

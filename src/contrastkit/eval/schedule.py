@@ -79,11 +79,10 @@ def build_optimizer(
     raise EvaluationError(f"optimizer={name!r}: valid: sgd, adamw")
 
 
-def build_scheduler(
-    optimizer: torch.optim.Optimizer, steps_per_epoch: int, settings: dict[str, Any]
-) -> torch.optim.lr_scheduler.LambdaLR:
-    """The schedule of `settings`, stepped after each optimiser step."""
-    factor = lr_factor(
+def settings_lr_factor(settings: dict[str, Any]) -> Callable[[float], float]:
+    """`lr_factor` of a protocol's settings (epochs, schedule, milestones, gamma, warm-up,
+    cosine cycles)."""
+    return lr_factor(
         settings["epochs"],
         settings["schedule"],
         settings["milestones"],
@@ -91,6 +90,13 @@ def build_scheduler(
         settings["warmup_epochs"],
         settings["cosine_cycles"],
     )
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, steps_per_epoch: int, settings: dict[str, Any]
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """The schedule of `settings`, stepped after each optimiser step."""
+    factor = settings_lr_factor(settings)
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: factor(step / max(1, steps_per_epoch))
     )

@@ -21,7 +21,7 @@ from .encoder import Encoder
 from .errors import EvaluationError
 from .features import extract_features
 from .options import protocol_options, split_network
-from .schedule import check_training, lr_factor
+from .schedule import check_training, settings_lr_factor
 from .subsets import few_shot, validation_split
 
 
@@ -58,14 +58,7 @@ def train_heads(
     device = features.device
     heads = LinearHeads(len(lrs), features.shape[1], num_classes, seed).to(device)
     lrs, decays = lrs.to(device), weight_decays.to(device)
-    factor = lr_factor(
-        settings["epochs"],
-        settings["schedule"],
-        settings["milestones"],
-        settings["gamma"],
-        settings["warmup_epochs"],
-        settings["cosine_cycles"],
-    )
+    factor = settings_lr_factor(settings)
     momentum, batch_size = settings["momentum"], settings["batch_size"]
     buffers = [torch.zeros_like(p) for p in heads.parameters()]
     generator = torch.Generator().manual_seed(seed)

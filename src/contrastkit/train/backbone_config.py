@@ -15,6 +15,7 @@ from ..models.library_backbones import (
     check_library_backbone,
     split_name,
 )
+from ..models.weights import weight_mismatch
 from .config import BACKBONE_NAMES, ConfigError
 
 
@@ -59,23 +60,7 @@ def load_initial_weights(backbone: Backbone, path: str) -> None:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ConfigError(f"init_from={path!r}: expected a state dict of tensors")
     expected = backbone.body.state_dict()
-    ignored = _classifier_prefixes(backbone)
-    unexpected = sorted(k for k in state.keys() - expected.keys() if not k.startswith(ignored))
-    missing = sorted(expected.keys() - state.keys())
-    misfit = sorted(
-        k for k in expected.keys() & state.keys() if state[k].shape != expected[k].shape
-    )
-    problems = []
-    if misfit:
-        key = misfit[0]
-        problems.append(
-            f"{len(misfit)} of wrong shape, e.g. {key} is {tuple(state[key].shape)}, "
-            f"expected {tuple(expected[key].shape)}"
-        )
-    if missing:
-        problems.append(f"{len(missing)} missing, e.g. {missing[0]}")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected, e.g. {unexpected[0]}")
+    problems = weight_mismatch(state, expected, _classifier_prefixes(backbone))
     if problems:
         raise ConfigError(
             f"init_from={path!r}: weights do not fit backbone {backbone.name}: "
