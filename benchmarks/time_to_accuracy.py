@@ -43,15 +43,15 @@ from torch.utils.data import DataLoader
 from benchmarks.cifar_pack import FOLDER, load
 from benchmarks.measure import synchronize
 from benchmarks.train_step import PILImages
-from contrastkit.data.augment import DATASETS
 from contrastkit.data.datasets import InMemoryImages, holdout_split
+from contrastkit.data.presets import DATASETS, DataRecipe
 from contrastkit.eval.knn import knn_classify
 from contrastkit.methods import Method
 from contrastkit.train.config import PretrainConfig, build_config
 from contrastkit.train.data import PretrainData
 from contrastkit.train.factory import method_from_config
 from contrastkit.train.module import PretrainModule
-from contrastkit.train.optim import build_optimizer, split_decay_groups, warmup_cosine_scheduler
+from contrastkit.train.optim import optimization_from_config
 from contrastkit.train.run import build_trainer
 
 PRESET = "cifar10"
@@ -89,7 +89,8 @@ def split_data(args: argparse.Namespace) -> tuple[PretrainData, InMemoryImages]:
     keep, held = holdout_split(labels, 0.1)
     everything = InMemoryImages(images, labels, classes)
     train, test = everything.subset(keep), everything.subset(held)
-    data = PretrainData(train, None, len(classes), 3, images.shape[-1], PRESET)
+    size = images.shape[-1]
+    data = PretrainData(train, None, len(classes), 3, size, DataRecipe(PRESET, size, 3))
     return data, test
 
 
@@ -118,17 +119,10 @@ def knn_top1(
 
 
 def optimizer_and_schedule(method: Method, config: PretrainConfig, total_steps: int):
-    """The optimiser and warm-up+cosine schedule `PretrainModule.configure_optimizers` builds."""
-    groups = []
-    for group in method.param_groups(config.fixed_predictor_lr):
-        groups += split_decay_groups(
-            group["named"], config.weight_decay, fixed_lr=group.get("fixed_lr", False)
-        )
-    optimizer = build_optimizer(
-        config.optimizer, groups, config.lr, config.weight_decay, config.momentum
+    """The optimiser and schedule `PretrainModule.configure_optimizers` builds."""
+    return optimization_from_config(
+        config, method.param_groups(config.fixed_predictor_lr), total_steps
     )
-    warmup = round(config.warmup_epochs * total_steps / config.epochs)
-    return optimizer, warmup_cosine_scheduler(optimizer, total_steps, warmup)
 
 
 def lightly_epochs(
