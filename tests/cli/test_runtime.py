@@ -1,6 +1,6 @@
-"""The CLI chooses passive OpenMP waiting and at most one torch thread per usable CPU before
-torch loads, and leaves either setting alone when the user made it. Observed in a fresh
-interpreter, since OpenMP reads its environment once."""
+"""The CLI chooses OpenMP waiting from the CPUs' load at start and at most one torch thread per
+usable CPU before torch loads, and leaves either setting alone when the user made it. Observed
+in a fresh interpreter, since OpenMP reads its environment once."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from contrastkit.runtime import usable_cpus
+from contrastkit.runtime import BUSY_THRESHOLD, busy_cpus_of_others, usable_cpus, wait_policy_for
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 REPORT = (
@@ -41,8 +41,31 @@ def _child(
     return int(threads), policy, omp_threads
 
 
+def _policy(code: str) -> str:
+    """OMP_WAIT_POLICY as a fresh interpreter running `code` leaves it (without loading torch)."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("OMP_")}
+    report = "import os; print(os.environ.get('OMP_WAIT_POLICY'))"
+    done = subprocess.run(
+        [sys.executable, "-c", f"{code}; {report}"],
+        env={**clean, "PYTHONPATH": SRC},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return done.stdout.strip()
+
+
 def _one_cpu() -> None:
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+
+
+def _loaded(busy: float) -> str:
+    """Child code that imports the CLI as if other processes kept `busy` CPUs busy."""
+    return (
+        "import contrastkit.runtime as r; "
+        f"r.busy_cpus_of_others = lambda: {busy!r}; import contrastkit.cli"
+    )
 
 
 def test_importing_the_cli_loads_no_torch() -> None:
@@ -50,19 +73,48 @@ def test_importing_the_cli_loads_no_torch() -> None:
     subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": SRC}, check=True)
 
 
-def test_the_cli_chooses_passive_waiting_and_torchs_thread_count_when_unrestricted() -> None:
+def test_the_cli_waits_passively_beside_load_and_keeps_the_default_when_idle() -> None:
     default_threads, default_policy, _ = _child("pass", {})
-    threads, policy, omp_threads = _child("import contrastkit.cli", {})
-    assert (default_policy, policy) == ("None", "PASSIVE")
+    threads, loaded_policy, omp_threads = _child(_loaded(BUSY_THRESHOLD), {})
+    assert (default_policy, loaded_policy) == ("None", "PASSIVE")
+    assert _policy(_loaded(BUSY_THRESHOLD / 2)) == "None"
+    assert _policy(_loaded(None)) == "PASSIVE"  # no load reading: safe beside load
     assert threads == default_threads
     restricted = usable_cpus() < (os.cpu_count() or 1)
     assert omp_threads == (str(usable_cpus()) if restricted else "None")
 
 
+def test_the_wait_policy_threshold() -> None:
+    assert wait_policy_for(0.0) is None
+    assert wait_policy_for(BUSY_THRESHOLD - 0.01) is None
+    assert wait_policy_for(BUSY_THRESHOLD) == "PASSIVE"
+    assert wait_policy_for(None) == "PASSIVE"
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs CPU affinity (Linux)")
+def test_the_load_sample_sees_a_busy_process_on_the_same_cpu() -> None:
+    # A spinning process pinned to one CPU; the sample, pinned there too, reads /proc/stat for
+    # that CPU only, so it must count nearly the whole CPU as busy.
+    cpu = min(os.sched_getaffinity(0))
+    spinner = subprocess.Popen(
+        [sys.executable, "-c", "while True: pass"],
+        preexec_fn=lambda: os.sched_setaffinity(0, {cpu}),
+    )
+    mask = os.sched_getaffinity(0)
+    try:
+        os.sched_setaffinity(0, {cpu})
+        busy = busy_cpus_of_others(seconds=0.5)
+    finally:
+        os.sched_setaffinity(0, mask)
+        spinner.kill()
+        spinner.wait()
+    assert busy is not None and 0.8 <= busy <= 1.0 + 1e-9
+
+
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs CPU affinity (Linux)")
 def test_on_one_usable_cpu_the_cli_runs_one_torch_thread() -> None:
     # One thread for torch and for every other OpenMP pool (scikit-learn's, in evaluation).
-    assert _child("import contrastkit.cli", {}, preexec=_one_cpu) == (1, "PASSIVE", "1")
+    assert _child(_loaded(1.0), {}, preexec=_one_cpu) == (1, "PASSIVE", "1")
 
 
 def test_a_user_set_thread_count_and_wait_policy_are_kept() -> None:
