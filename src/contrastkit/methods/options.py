@@ -82,7 +82,6 @@ def centering_options(config: Any) -> dict[str, Any]:
         "warmup_steps": config.teacher_temp_warmup_steps,
         "warmup_epochs": config.teacher_temp_warmup_epochs,
         "epochs": config.epochs,
-        "gather": config.loss_options.get("gather", True),
     }
 
 
