@@ -53,14 +53,14 @@ class TeacherCentering(nn.Module):
         if not 0.0 <= momentum <= 1.0:
             raise ValueError(f"center_momentum={momentum}: must be in [0, 1]")
         self.register_buffer("center", torch.zeros(1, dim))
-        # The epoch's lowest and highest step entropy: monitors, not state to resume.
-        self.register_buffer("_lowest", torch.tensor(math.inf), persistent=False)
-        self.register_buffer("_highest", torch.tensor(-math.inf), persistent=False)
+        # The epoch's lowest and highest step entropy, on the device: monitors, not state to
+        # resume, and no buffers, which DDP would overwrite with rank 0's.
+        self._lowest: Tensor | None = None
+        self._highest: Tensor | None = None
         self.momentum, self.gather = momentum, gather
         self.temp_start, self.temp_end = temp_start, temp_end
         self.warmup_steps, self.warmup_epochs, self.epochs = warmup_steps, warmup_epochs, epochs
         self.temperature = teacher_temperature(0, self._warmup(1), temp_start, temp_end)
-        self._observed = 0  # steps observed this epoch
         self._pending: list[Tensor] | None = None
 
     def _warmup(self, total_steps: int) -> int:
@@ -84,9 +84,9 @@ class TeacherCentering(nn.Module):
         entropy = -(log_p.exp() * log_p).sum(-1).mean()
         mean = log_p.exp().mean(0)
         kl = (mean * (mean.clamp_min(1e-30).log() + math.log(mean.shape[0]))).sum()
-        self._lowest = torch.minimum(self._lowest, entropy)
-        self._highest = torch.maximum(self._highest, entropy)
-        self._observed += 1
+        first = self._lowest is None
+        self._lowest = entropy if first else torch.minimum(self._lowest, entropy)
+        self._highest = entropy if first else torch.maximum(self._highest, entropy)
         return {
             "teacher_entropy": entropy,
             "teacher_kl_uniform": kl,
@@ -103,15 +103,13 @@ class TeacherCentering(nn.Module):
     def end_epoch(self, epoch: int) -> None:
         """Raise CollapseError if every step of the epoch had a teacher entropy within
         COLLAPSE_TOLERANCE·log K of 0 or of log K (on every rank: all ranks decide alike)."""
-        if not self._observed:
+        if self._lowest is None:
             return
         bounds = torch.stack([-self._lowest, self._highest])
         if dist.is_available() and dist.is_initialized():
             dist.all_reduce(bounds, op=dist.ReduceOp.MAX)
         lowest, highest = (-bounds[0]).item(), bounds[1].item()
-        self._lowest.fill_(math.inf)
-        self._highest.fill_(-math.inf)
-        self._observed = 0
+        self._lowest = self._highest = None
         log_k = math.log(self.center.shape[-1])
         tolerance = COLLAPSE_TOLERANCE * log_k
         if highest <= tolerance:
