@@ -33,15 +33,7 @@ from tests.losses.test_distributed import gloo_worker, join_or_fail
 
 WORLD = 2
 ROWS_PER_RANK = 8
-METHODS = ("simclr", "barlow_twins", "vicreg", "supcon", "dino")  # dino: its centre too
-# The EMA teacher's step under CPU SyncBatchNorm differs from one process's (BYOL's too, by
-# 0.045 on the first conv): known, open; per-rank and frozen BN match.
-SYNC_CASES = [
-    pytest.param(name, marks=pytest.mark.xfail(strict=True, reason="EMA target + SyncBN"))
-    if name == "dino"
-    else name
-    for name in METHODS
-]
+METHODS = ("simclr", "barlow_twins", "vicreg", "supcon", "dino")  # dino: EMA target, centre
 MODES = ("sync_bn", "rank_bn", "frozen_bn")
 LR = 0.05  # larger rates move Barlow Twins' weights so far that float32 rounding nears 1e-5
 TOL = {"rtol": 0.0, "atol": 1e-5}
@@ -156,6 +148,22 @@ def single_process(inputs: dict) -> dict[tuple[str, bool], dict[str, Tensor]]:
     return states
 
 
+def test_sync_conversion_keeps_a_frozen_target_frozen() -> None:
+    """The EMA target's batch norms stay without gradients once converted: DDP would otherwise
+    wait for their gradients and leave the buckets they share unreduced."""
+    method = new_method("dino")
+    norms = {
+        f"{name}.{key}"
+        for name, module in method.named_modules()
+        if isinstance(module, nn.modules.batchnorm._BatchNorm)
+        for key, _ in module.named_parameters()
+    }
+    frozen = {n for n, p in method.named_parameters() if not p.requires_grad}
+    assert norms & frozen  # the target's batch norms
+    converted = convert_sync_batchnorm(method)
+    assert {n for n, p in converted.named_parameters() if not p.requires_grad} == frozen
+
+
 def assert_states_close(got: dict[str, Tensor], expected: dict[str, Tensor], rank: int) -> None:
     assert got.keys() == expected.keys()
     for key in expected:
@@ -171,7 +179,7 @@ def max_parameter_gap(
     return max((got[k] - expected[k]).abs().max().item() for k in names)
 
 
-@pytest.mark.parametrize("name", SYNC_CASES)
+@pytest.mark.parametrize("name", METHODS)
 def test_sync_batchnorm_ddp_step_equals_the_single_process_step(
     name: str, rank_results: list[dict], single_process: dict
 ) -> None:
