@@ -86,12 +86,22 @@ def test_the_loss_centre_and_monitors_equal_float64_loop_references() -> None:
     torch.testing.assert_close(method.state.center.double().squeeze(0), expected_center)
 
 
-def test_the_teacher_temperature_warms_up_in_epochs_then_stays() -> None:
-    state = TeacherCentering(4, temp_start=0.04, temp_end=0.07, warmup_epochs=2, epochs=4)
-    expected = np.linspace(0.04, 0.07, 20)  # 2 of 4 epochs of a 40-step run
+def test_the_teacher_temperature_warms_up_by_epoch_as_dino_then_stays() -> None:
+    """DINO's teacher_temp_schedule: np.linspace(start, end, warm-up epochs), then the end, one
+    value per epoch (here 10 steps of a 4-epoch, 40-step run)."""
+    state = TeacherCentering(4, temp_start=0.04, temp_end=0.07, warmup_epochs=3, epochs=4)
+    schedule = np.concatenate([np.linspace(0.04, 0.07, 3), [0.07]])
     for step in range(40):
         state.set_step(step, 40)
-        want = expected[step] if step < 20 else 0.07
+        assert state.temperature == pytest.approx(schedule[step // 10]), step
+
+
+def test_the_teacher_temperature_warms_up_by_step() -> None:
+    state = TeacherCentering(4, temp_start=0.04, temp_end=0.07, warmup_steps=7, warmup_epochs=3)
+    expected = np.linspace(0.04, 0.07, 7)
+    for step in range(12):
+        state.set_step(step, 40)
+        want = expected[step] if step < 7 else 0.07
         assert state.temperature == pytest.approx(want), step
 
 

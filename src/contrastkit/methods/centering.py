@@ -32,7 +32,8 @@ class TeacherCentering(nn.Module):
     """The centre (1, K) of the teacher's outputs, its temperature schedule and collapse watch.
 
     `set_step` sets `temperature`: linear from `temp_start` to `temp_end` over the warm-up
-    (`warmup_steps`, or `warmup_epochs` of the run's `epochs`), then `temp_end`. `observe` takes
+    (`warmup_steps`, or `warmup_epochs` of the run's `epochs`, one value per epoch as in DINO),
+    then `temp_end`. `observe` takes
     a step's teacher outputs (the global views) and returns its monitors; `after_optimizer_step`
     moves the centre towards their mean over the global batch; `end_epoch` raises
     CollapseError when the teacher entropy stayed near 0 or near log K all epoch.
@@ -45,7 +46,7 @@ class TeacherCentering(nn.Module):
         temp_start: float = 0.04,
         temp_end: float = 0.04,
         warmup_steps: int | None = None,
-        warmup_epochs: float = 0.0,
+        warmup_epochs: int = 0,
         epochs: int = 1,
         gather: bool = True,
     ) -> None:
@@ -60,18 +61,20 @@ class TeacherCentering(nn.Module):
         self.momentum, self.gather = momentum, gather
         self.temp_start, self.temp_end = temp_start, temp_end
         self.warmup_steps, self.warmup_epochs, self.epochs = warmup_steps, warmup_epochs, epochs
-        self.temperature = teacher_temperature(0, self._warmup(1), temp_start, temp_end)
+        self.temperature = teacher_temperature(
+            0, warmup_steps or warmup_epochs, temp_start, temp_end
+        )
         self._pending: list[Tensor] | None = None
 
-    def _warmup(self, total_steps: int) -> int:
-        if self.warmup_steps is not None:
-            return self.warmup_steps
-        return round(self.warmup_epochs * total_steps / max(1, self.epochs))
-
     def set_step(self, step: int, total_steps: int) -> None:
-        """The teacher temperature of optimiser step `step` (from 0) of `total_steps`."""
-        warmup = self._warmup(total_steps)
-        self.temperature = teacher_temperature(step, warmup, self.temp_start, self.temp_end)
+        """The teacher temperature of optimiser step `step` (from 0) of `total_steps`: by step
+        over `warmup_steps`, else by epoch over `warmup_epochs` as DINO's schedule (one value
+        per epoch, np.linspace(start, end, warmup_epochs)[epoch])."""
+        if self.warmup_steps is not None:
+            at, warmup = step, self.warmup_steps
+        else:
+            at, warmup = step // max(1, total_steps // self.epochs), self.warmup_epochs
+        self.temperature = teacher_temperature(at, warmup, self.temp_start, self.temp_end)
 
     @torch.no_grad()
     def observe(self, teacher_out: Sequence[Tensor]) -> dict[str, Tensor]:

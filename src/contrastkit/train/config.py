@@ -302,8 +302,9 @@ class PretrainConfig:
             "help": "dino: teacher temperature where its warm-up starts (to loss.teacher_temp)"
         },
     )
-    teacher_temp_warmup_epochs: float = field(
-        default=0.0, metadata={"help": "dino: epochs of the teacher temperature's linear warm-up"}
+    teacher_temp_warmup_epochs: int = field(
+        default=0,
+        metadata={"help": "dino: epochs of the teacher temperature's linear warm-up (per epoch)"},
     )
     teacher_temp_warmup_steps: int | None = field(
         default=None,
