@@ -33,10 +33,10 @@ class TeacherCentering(nn.Module):
 
     `set_step` sets `temperature`: linear from `temp_start` to `temp_end` over the warm-up
     (`warmup_steps`, or `warmup_epochs` of the run's `epochs`, one value per epoch as in DINO),
-    then `temp_end`. `observe` takes
-    a step's teacher outputs (the global views) and returns its monitors; `after_optimizer_step`
-    moves the centre towards their mean over the global batch; `end_epoch` raises
-    CollapseError when the teacher entropy stayed near 0 or near log K all epoch.
+    then `temp_end`. `observe` takes a step's teacher outputs (the global views) and returns its
+    monitors; `after_optimizer_step` moves the centre towards their mean over the global batch
+    (`gather`: over every rank); `end_epoch` raises CollapseError when the teacher entropy
+    stayed near 0 or near log K all epoch.
     """
 
     def __init__(
