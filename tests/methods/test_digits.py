@@ -37,3 +37,26 @@ def test_pretraining_beats_the_untrained_encoder(
     out = str(tmp_path / "linear.json")
     record = evaluate(str(tmp_path / "last.ckpt"), "linear", out=out, **LINEAR)
     assert record["top1"] > untrained_top1 + 0.05, (record["top1"], untrained_top1)
+
+
+@pytest.fixture(scope="module")
+def untrained_knn_top1(tmp_path_factory: pytest.TempPathFactory) -> float:
+    out = tmp_path_factory.mktemp("random") / "knn.json"
+    return evaluate("random:small-cnn", "knn", out=str(out))["top1"]
+
+
+@pytest.mark.slow
+def test_dino_beats_the_untrained_encoder_on_knn_and_linear(
+    tmp_path: Path, untrained_top1: float, untrained_knn_top1: float
+) -> None:
+    """kNN too: 8 epochs reached 0.889 against the untrained 0.830 (linear 0.891 vs 0.593)."""
+    args = ["pretrain", "--method", "dino", "--epochs", "8", "--batch-size", "64"]
+    args += ["--out", str(tmp_path), "--progress", "false", "--loggers", "csv"]
+    args += ["projector_hidden_dim=128", "projector_out_dim=64", "optimizer=adam", "lr=1e-3"]
+    args += ["weight_decay=0", "probe=false", "warmup_epochs=0"]
+    assert cli.main(args) == 0
+    checkpoint = str(tmp_path / "last.ckpt")
+    knn = evaluate(checkpoint, "knn", out=str(tmp_path / "knn.json"))["top1"]
+    assert knn > untrained_knn_top1 + 0.03, (knn, untrained_knn_top1)
+    linear = evaluate(checkpoint, "linear", out=str(tmp_path / "linear.json"), **LINEAR)["top1"]
+    assert linear > untrained_top1 + 0.05, (linear, untrained_top1)

@@ -8,15 +8,22 @@ from torch import nn
 
 from contrastkit.models import HEAD_PRESETS, head_preset, projection_mlp
 from contrastkit.models import heads as heads_module
+from contrastkit.models.heads import DINOHead, NormalizedLinear
 
 Layer = tuple[object, ...]
 
 
-def layout(head: nn.Sequential) -> list[Layer]:
-    """One tuple per layer: ("linear", in, out, has_bias), ("bn", features, affine), ("relu",)."""
+def layout(head: nn.Module) -> list[Layer]:
+    """One tuple per layer: ("linear", in, out, has_bias), ("bn", features, affine), ("relu",),
+    ("gelu",), ("normalized", in, out) (a DINO head's last layer)."""
     described: list[Layer] = []
-    for layer in head:
-        if isinstance(layer, nn.Linear):
+    layers = [*head.mlp, head.last_layer] if isinstance(head, DINOHead) else head
+    for layer in layers:
+        if isinstance(layer, NormalizedLinear):
+            described.append(("normalized", layer.weight.shape[1], layer.weight.shape[0]))
+        elif isinstance(layer, nn.GELU):
+            described.append(("gelu",))
+        elif isinstance(layer, nn.Linear):
             described.append(
                 ("linear", layer.in_features, layer.out_features, layer.bias is not None)
             )
@@ -76,6 +83,17 @@ EXPECTED = {
     ),
     "nnclr_predictor": (256, [*hidden(256, 4096), ("linear", 4096, 256, True)]),
     "lejepa": (512, [*hidden(512, 2048), *hidden(2048, 2048), ("linear", 2048, 128, True)]),
+    "dino": (
+        512,
+        [
+            ("linear", 512, 2048, True),
+            ("gelu",),
+            ("linear", 2048, 2048, True),
+            ("gelu",),
+            ("linear", 2048, 256, True),
+            ("normalized", 256, 65536),
+        ],
+    ),
 }
 
 
@@ -114,6 +132,21 @@ def test_overrides_replace_preset_fields() -> None:
 def test_unknown_override_is_a_type_error() -> None:
     with pytest.raises(TypeError, match="hidden_width"):
         head_preset("simclr", 32, hidden_width=16)
+
+
+def test_dino_head_overrides_and_refusals() -> None:
+    head = head_preset("dino", 32, hidden_dim=16, out_dim=10, bottleneck_dim=8, num_layers=2)
+    assert layout(head) == [
+        ("linear", 32, 16, True),
+        ("gelu",),
+        ("linear", 16, 8, True),
+        ("normalized", 8, 10),
+    ]
+    assert head_preset("dino", 32, freeze_steps=5).last_layer.freeze_steps == 5
+    with pytest.raises(TypeError, match="dino head has no option out_bn; valid: hidden_dim"):
+        head_preset("dino", 32, out_bn="affine")
+    with pytest.raises(TypeError, match="simclr head has no option bottleneck_dim"):
+        head_preset("simclr", 32, bottleneck_dim=8)
 
 
 def test_unknown_preset_names_the_value_and_the_valid_names() -> None:

@@ -33,7 +33,7 @@ from tests.losses.test_distributed import gloo_worker, join_or_fail
 
 WORLD = 2
 ROWS_PER_RANK = 8
-METHODS = ("simclr", "barlow_twins", "vicreg", "supcon")
+METHODS = ("simclr", "barlow_twins", "vicreg", "supcon", "dino")  # dino: EMA target, centre
 MODES = ("sync_bn", "rank_bn", "frozen_bn")
 LR = 0.05  # larger rates move Barlow Twins' weights so far that float32 rounding nears 1e-5
 TOL = {"rtol": 0.0, "atol": 1e-5}
@@ -84,11 +84,13 @@ def calibrate_batch_norm(method: Method, views: list[Tensor], labels: Tensor) ->
 
 
 def sgd_step(model: nn.Module, views: list[Tensor], labels: Tensor) -> None:
-    """One plain SGD step (no momentum, no weight decay) on the method's loss."""
+    """One plain SGD step (no momentum, no weight decay) on the method's loss, then the
+    method's own updates (EMA target, DINO's centre from the teacher rows of every rank)."""
     optimizer = torch.optim.SGD(model.parameters(), lr=LR, momentum=0.0)
     optimizer.zero_grad()
     model(views, labels).loss.backward()
     optimizer.step()
+    getattr(model, "module", model).after_optimizer_step()
 
 
 def rank_step(name: str, mode: str, inputs: dict, rank: int) -> dict[str, object]:
@@ -144,6 +146,22 @@ def single_process(inputs: dict) -> dict[tuple[str, bool], dict[str, Tensor]]:
             sgd_step(method, [v.clone() for v in inputs["views"]], inputs["labels"].clone())
             states[name, frozen] = {k: v.detach().clone() for k, v in method.state_dict().items()}
     return states
+
+
+def test_sync_conversion_keeps_a_frozen_target_frozen() -> None:
+    """The EMA target's batch norms stay without gradients once converted: DDP would otherwise
+    wait for their gradients and leave the buckets they share unreduced."""
+    method = new_method("dino")
+    norms = {
+        f"{name}.{key}"
+        for name, module in method.named_modules()
+        if isinstance(module, nn.modules.batchnorm._BatchNorm)
+        for key, _ in module.named_parameters()
+    }
+    frozen = {n for n, p in method.named_parameters() if not p.requires_grad}
+    assert norms & frozen  # the target's batch norms
+    converted = convert_sync_batchnorm(method)
+    assert {n for n, p in converted.named_parameters() if not p.requires_grad} == frozen
 
 
 def assert_states_close(got: dict[str, Tensor], expected: dict[str, Tensor], rank: int) -> None:

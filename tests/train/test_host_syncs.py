@@ -85,14 +85,18 @@ def _record_losses(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     return losses
 
 
+@pytest.mark.parametrize("method", ["simclr", "dino"])  # DINO: monitors, centre, freeze
 def test_a_step_reads_back_one_value_and_its_figures_every_n_steps(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, method: str
 ) -> None:
     losses = _record_losses(monkeypatch)
     readbacks = _Readbacks(monkeypatch)
     counter = _PerStep(readbacks)
     every = 4
-    config = small_config(tmp_path, log_every_n_steps=every, progress=True, probe=True)
+    extra = {"freeze_last_layer_steps": 3} if method == "dino" else {}
+    config = small_config(
+        tmp_path, method=method, log_every_n_steps=every, progress=True, probe=True, **extra
+    )
     pretrain(config, callbacks=[counter])
     monkeypatch.undo()
 

@@ -39,16 +39,17 @@ def fresh_vit_weights(path: Path, seed: int, **options: int) -> dict[str, torch.
 
 @pytest.mark.slow
 def test_the_vit_tiny_preset_trains_a_digits_epoch_and_exports_to_plain_timm(tmp_path) -> None:
-    """The ViT-Tiny CIFAR-10 preset on digits (8 px, 4-px patches, 2 blocks) with two 4-px local
-    views, on the CPU, from a local start (`init_from`)."""
+    """The ViT-Tiny CIFAR-10 DINO preset on digits (8 px, 4-px patches, 2 blocks, a narrow
+    head) with two 4-px local views, on the CPU, from a local start (`init_from`)."""
     start = fresh_vit_weights(tmp_path / "start.pt", seed=5, num_classes=0, drop_path_rate=0.1)
     small = small_config(tmp_path / "run").to_dict()
     on_digits = {k: small[k] for k in ("dataset", "epochs", "batch_size", "loggers", "progress")}
     on_digits |= {"out": small["out"], "precision": "32", "warmup_epochs": 0.5}
     on_digits |= {"n_local": 2, "local_size": 4}  # multi-crop: 4-px views of one patch
+    on_digits |= {"projector_hidden_dim": 256, "projector_out_dim": 512}  # a narrow DINO head
     on_digits["init_from"] = str(tmp_path / "start.pt")
     config = build_config([load_preset(PRESETS / "vit_tiny_cifar10.yaml"), on_digits, VIT_KEYS])
-    assert (config.optimizer, config.backbone) == ("adamw", VIT)
+    assert (config.method, config.optimizer, config.backbone) == ("dino", "adamw", VIT)
     assert config.backbone_options == {
         "img_size": 8,
         "patch_size": 4,

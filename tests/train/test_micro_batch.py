@@ -49,8 +49,10 @@ CASES = [
     ("moco_v3", None),
     ("nnclr", None),
     ("lejepa", None),
+    ("dino", None),
 ]
 NO_BN_HEAD = {"hidden_dim": 32, "out_dim": 16, "batch_norm": False, "last_bn": False}
+DINO_HEAD = {"hidden_dim": 32, "out_dim": 16, "bottleneck_dim": 8}  # GELU, never BN
 EXACT = {"rtol": 0.0, "atol": 1e-6}
 # The micro-batches of 16 samples: near-equal sizes of at most `micro_batch_size`.
 SPANS = {4: [(0, 4), (4, 8), (8, 12), (12, 16)], 6: [(0, 5), (5, 10), (10, 16)]}
@@ -78,7 +80,7 @@ def new_method(name: str, loss: str | None = None, backbone: Backbone | None = N
         backbone or tiny_backbone(),
         loss=loss,
         num_classes=4,
-        projector_options=None if name == "supervised" else NO_BN_HEAD,
+        projector_options={"supervised": None, "dino": DINO_HEAD}.get(name, NO_BN_HEAD),
         predictor_options={"hidden_dim": 8, "batch_norm": False, "last_bn": False},
     ).double()
     method.set_step(0, 10)  # as the trainer does: the step's schedules (LeJEPA's directions)

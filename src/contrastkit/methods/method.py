@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from ..losses import LOSS_MODULES
 from ..models.backbones import Backbone
 from ..models.ema import EMA, EMASchedule
-from ..models.heads import head_preset
+from ..models.heads import NormalizedLinear, head_preset
 from .pairing import Batch
 from .queue import Queue
 from .spec import METHODS, PAIR_REDUCTIONS, MethodSpec
@@ -79,7 +79,9 @@ class Method(nn.Module):
 
     What the method needs and how its views meet come from `spec.pairing`; the trainer calls
     `set_step` before each step (schedules of the EMA and of the loss), `forward(views, labels)`
-    for the loss, and `after_optimizer_step` after the update (EMA, queue). `forward` is
+    for the loss, `before_optimizer_step` between backward and the update (frozen layers drop
+    their gradients), `after_optimizer_step` after it (EMA, queue, the pairing's state) and
+    `end_epoch` after each epoch (the state's collapse check). `forward` is
     `loss_from(embed(...))`: gradient caching calls the two halves itself.
     """
 
@@ -100,6 +102,7 @@ class Method(nn.Module):
         ema: EMASchedule | None = None,
         queue_size: int | None = None,
         pair_reduction: str | None = None,
+        state_options: dict[str, Any] | None = None,
     ):
         super().__init__()
         self.spec, self.pairing = spec, spec.pairing
@@ -141,6 +144,11 @@ class Method(nn.Module):
             size = queue_size or self.pairing.queue_size
             count = self.pairing.queue_count(n_global)
             self.queue = Queue(size, _out_dim(self.projector), count)
+        self.state = (
+            self.pairing.build_state(_out_dim(self.projector), state_options or {})
+            if spec.projector
+            else None
+        )
         self._step, self._total_steps = 0, 1
         self._pending: tuple[Tensor, Tensor | None] | None = None
 
@@ -150,20 +158,39 @@ class Method(nn.Module):
         return self.spec.needs_labels or self.pairing.reads_labels
 
     def set_step(self, step: int, total_steps: int) -> None:
-        """Apply the step's schedules: the EMA momentum's, and the loss's own (sigmoid γ)."""
+        """Apply the step's schedules: the EMA momentum's, the loss's own (sigmoid γ) and the
+        pairing state's (DINO's teacher temperature)."""
         self._step, self._total_steps = step, max(1, total_steps)
-        loss_schedule = getattr(self.criterion, "set_step", None)
-        if loss_schedule is not None:
-            loss_schedule(step, total_steps)
+        for owner in (self.criterion, self.state):
+            schedule = getattr(owner, "set_step", None)
+            if schedule is not None:
+                schedule(step, total_steps)
+
+    def before_optimizer_step(self) -> None:
+        """Drop the gradients of layers frozen at this optimiser step (DINO's last layer, SwAV's
+        prototypes), so that the optimiser leaves them exactly as they are."""
+        for module in self.modules():
+            if isinstance(module, NormalizedLinear):
+                module.drop_grads_if_frozen(self._step)
+
+    def end_epoch(self, epoch: int) -> None:
+        """The pairing state's end-of-epoch check (DINO's collapse watch), if it has one."""
+        check = getattr(self.state, "end_epoch", None)
+        if check is not None:
+            check(epoch)
 
     @torch.no_grad()
     def after_optimizer_step(self) -> None:
-        """Move the EMA target towards the online network; push this step's keys to the queue."""
+        """Move the EMA target towards the online network; push this step's keys to the queue;
+        update the pairing's state (DINO's centre)."""
         if self.target is not None:
             self.ema.apply(self.target, self._step, self._total_steps)
         if self.queue is not None and self._pending is not None:
             self.queue.push(*self._pending)
         self._pending = None
+        update = getattr(self.state, "after_optimizer_step", None)
+        if update is not None:
+            update()
 
     def forward(self, views: Sequence[Tensor], labels: Tensor | None = None) -> StepOutput:
         """The loss over the views: `loss_from(embed(views))`."""
@@ -206,7 +233,7 @@ class Method(nn.Module):
         n_views = len(embeddings.z) if embeddings.logits is None else 1
         if n_views < self.pairing.min_views:
             raise ValueError(f"method {self.spec.name!r} needs at least 2 views")
-        batch = Batch(embeddings, labels, self.n_global, self.criterion, self.queue)
+        batch = Batch(embeddings, labels, self.n_global, self.criterion, self.queue, self.state)
         losses, parts = self.pairing.losses(batch)
         if not losses:
             raise ValueError(f"method {self.spec.name!r} needs at least 2 views")
@@ -216,6 +243,9 @@ class Method(nn.Module):
         components.update(self.pairing.extra_terms(batch))
         if embeddings.z:
             components["z_std"] = z_std(embeddings.z[0])
+        observe = getattr(self.state, "observe", None)
+        if observe is not None:
+            components.update(observe(embeddings.targets[: self.n_global]))
         entries = self.pairing.queue_entries(batch) if self.queue is not None else None
         self._pending = None if entries is None else (entries, labels)
         return loss, components
@@ -275,7 +305,7 @@ def z_std(z: Tensor) -> Tensor:
 
 
 def _out_dim(head: nn.Module) -> int:
-    linears = [m for m in head.modules() if isinstance(m, nn.Linear)]
+    linears = [m for m in head.modules() if isinstance(m, nn.Linear | NormalizedLinear)]
     return linears[-1].out_features
 
 

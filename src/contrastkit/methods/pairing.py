@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from ..losses.nnclr import nearest_neighbour_index
+from .centering import TeacherCentering
 
 if TYPE_CHECKING:
     from .method import Embeddings
@@ -58,6 +59,7 @@ class Batch:
     n_global: int
     criterion: nn.Module
     queue: Queue | None
+    state: nn.Module | None = None  # the pairing's own running state (`Pairing.build_state`)
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,12 @@ class Pairing:
     def extra_terms(self, batch: Batch) -> Terms:
         """Figures for the log that are not loss terms."""
         return {}
+
+    def build_state(self, out_dim: int, options: dict[str, Any]) -> nn.Module | None:
+        """The method's running state this pairing reads (DINO's centre), or None. It may have
+        `set_step(step, total)`, `observe(targets) -> Terms`, `after_optimizer_step()` and
+        `end_epoch(epoch)`, which the method calls at those times."""
+        return None
 
 
 @dataclass(frozen=True)
@@ -191,6 +199,23 @@ class NearestNeighbour(Pairing):
         known = batch.queue.row_labels()
         neighbours = known[nearest_neighbour_index(batch.embeddings.z[0], support)]
         return {"nn_label_share": (neighbours == labels).float().mean()}
+
+
+@dataclass(frozen=True)
+class CenteredTarget(Pairing):
+    """DINO: the centred, sharpened distribution of each global view t from the EMA teacher
+    against the student's distribution of every other view s ≠ t, local views included; the
+    centre and teacher temperature come from the method's TeacherCentering."""
+
+    target: bool = True
+
+    def losses(self, batch: Batch) -> tuple[list[Tensor], list[Terms]]:
+        state = batch.state
+        targets = _targets(batch.embeddings)[: batch.n_global]
+        return _each(batch, [(batch.embeddings.z, targets, state.center, state.temperature)])
+
+    def build_state(self, out_dim: int, options: dict[str, Any]) -> nn.Module | None:
+        return TeacherCentering(out_dim, **options)
 
 
 def _each(batch: Batch, inputs: list[tuple[Any, ...]]) -> tuple[list[Tensor], list[Terms]]:

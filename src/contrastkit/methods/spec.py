@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .pairing import (
+    CenteredTarget,
     Classify,
     Joint,
     NearestNeighbour,
@@ -27,7 +28,8 @@ class MethodSpec:
     `pairing` (methods/pairing.py) says which views meet and what the method needs besides
     backbone and projector (EMA target, predictor, queue); `projector` and `predictor` name head
     presets (models/heads.py); `pair_reduction` combines the view pairs' losses (`mean`, or
-    `sum` as the BYOL and MoCo v3 papers do).
+    `sum` as the BYOL and MoCo v3 papers do); `ema_base` is the EMA target's default starting
+    momentum (DINO's 0.996).
     """
 
     name: str
@@ -37,6 +39,7 @@ class MethodSpec:
     predictor: str | None = None
     needs_labels: bool = False
     pair_reduction: str = "mean"
+    ema_base: float = 0.99
 
     def __post_init__(self) -> None:
         if bool(self.predictor) != self.pairing.predictor:
@@ -76,6 +79,7 @@ METHODS: dict[str, MethodSpec] = {
         ),
         MethodSpec("nnclr", ("nnclr",), "nnclr", NearestNeighbour(), "nnclr_predictor"),
         MethodSpec("lejepa", ("lejepa",), "lejepa", Joint()),
+        MethodSpec("dino", ("dino",), "dino", CenteredTarget(), ema_base=0.996),
     )
 }
 

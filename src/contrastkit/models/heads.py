@@ -25,13 +25,15 @@ unless noted; `hidden_dim=None` means "the backbone's feature dim"):
   Dwibedi et al. 2021, Sec. 4 and solo-learn's NNCLR (affine-free output BN here).
 - lejepa: 3 layers, hidden 2048, out 128, BN on the hidden layers. rbalestr-lab/lejepa
   MINIMAL.md (`MLP(512, [2048, 2048, proj_dim])` with BatchNorm1d).
+- dino: a `DINOHead` (`DINOHeadSpec`): 3 GELU layers, hidden 2048, bottleneck 256, 65536
+  normalised prototypes. Caron et al. 2021, facebookresearch/dino `DINOHead` defaults.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 
 import torch
 import torch.nn.functional as F
@@ -94,9 +96,20 @@ class HeadSpec:
     bias: bool | None = None
 
 
+@dataclass(frozen=True)
+class DINOHeadSpec:
+    """The arguments of `DINOHead` apart from `in_dim` (DINO's defaults)."""
+
+    hidden_dim: int = 2048
+    out_dim: int = 65536
+    num_layers: int = 3
+    bottleneck_dim: int = 256
+    freeze_steps: int = 0
+
+
 _SIMCLR = HeadSpec(hidden_dim=2048, out_dim=128, num_layers=2)
 
-HEAD_PRESETS: dict[str, HeadSpec] = {
+HEAD_PRESETS: dict[str, HeadSpec | DINOHeadSpec] = {
     "simclr": _SIMCLR,
     "dcl": _SIMCLR,
     "dhel": _SIMCLR,
@@ -114,18 +127,32 @@ HEAD_PRESETS: dict[str, HeadSpec] = {
     "nnclr": HeadSpec(hidden_dim=2048, out_dim=256, num_layers=3, last_bn=True),
     "nnclr_predictor": HeadSpec(hidden_dim=4096, out_dim=256, num_layers=2),
     "lejepa": HeadSpec(hidden_dim=2048, out_dim=128, num_layers=3),
+    "dino": DINOHeadSpec(),
 }
 """Published head defaults by method; sources in the module docstring."""
 
 
-def head_preset(name: str, in_dim: int, **overrides: int | bool | str | None) -> nn.Sequential:
-    """Build the preset head `name` on `in_dim` features; `overrides` replace HeadSpec fields.
+def head_spec(name: str, **overrides: int | bool | str | None) -> HeadSpec | DINOHeadSpec:
+    """The preset `name` with `overrides` replacing its fields; TypeError naming an override
+    the preset has no field for (a DINO head has no batch norm, an MLP no bottleneck)."""
+    if name not in HEAD_PRESETS:
+        raise ValueError(f"unknown head preset {name!r}; valid names: {', '.join(HEAD_PRESETS)}")
+    spec = HEAD_PRESETS[name]
+    valid = [f.name for f in fields(spec)]
+    for key in overrides:
+        if key not in valid:
+            raise TypeError(f"the {name} head has no option {key}; valid: {', '.join(valid)}")
+    return replace(spec, **overrides)
+
+
+def head_preset(name: str, in_dim: int, **overrides: int | bool | str | None) -> nn.Module:
+    """Build the preset head `name` on `in_dim` features; `overrides` replace the spec's fields.
 
     `simsiam_predictor` takes the projector's output (2048), not the backbone's features.
     """
-    if name not in HEAD_PRESETS:
-        raise ValueError(f"unknown head preset {name!r}; valid names: {', '.join(HEAD_PRESETS)}")
-    spec = replace(HEAD_PRESETS[name], **overrides)
+    spec = head_spec(name, **overrides)
+    if isinstance(spec, DINOHeadSpec):
+        return DINOHead(in_dim, **asdict(spec))
     return projection_mlp(
         in_dim,
         in_dim if spec.hidden_dim is None else spec.hidden_dim,
@@ -155,6 +182,7 @@ class NormalizedLinear(nn.Module):
                 raise ValueError(f"{label} must be at least 1, got {value}")
         if freeze_steps < 0:
             raise ValueError(f"freeze_steps must be >= 0, got {freeze_steps}")
+        self.out_features = out_dim
         self.weight = nn.Parameter(torch.empty(out_dim, in_dim))
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))  # nn.Linear's initialisation
         self.freeze_steps = freeze_steps

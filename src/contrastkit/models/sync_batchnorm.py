@@ -67,7 +67,9 @@ class SyncBatchNorm(nn.modules.batchnorm._BatchNorm):
 
 
 def convert_sync_batchnorm(module: nn.Module) -> nn.Module:
-    """Replace every BatchNorm1d/2d/3d in `module` by :class:`SyncBatchNorm`, keeping its state."""
+    """Replace every BatchNorm1d/2d/3d in `module` by :class:`SyncBatchNorm`, keeping its state
+    and which parameters require gradients (DDP never reduces the buckets of parameters that
+    require one but get none, such as a frozen EMA target's)."""
     if isinstance(module, nn.modules.batchnorm._BatchNorm) and not isinstance(
         module, SyncBatchNorm
     ):
@@ -80,6 +82,8 @@ def convert_sync_batchnorm(module: nn.Module) -> nn.Module:
         )
         synced.load_state_dict(module.state_dict())
         synced.train(module.training)
+        for name, parameter in synced.named_parameters():  # an EMA target's stay frozen
+            parameter.requires_grad_(getattr(module, name).requires_grad)
         return synced.to(next(module.buffers(), torch.empty(0)).device)
     for name, child in module.named_children():
         module.add_module(name, convert_sync_batchnorm(child))

@@ -124,8 +124,12 @@ class PretrainConfig:
     local_size: int | None = field(
         default=None, metadata={"help": "side of the local views (None: 96/224 of the image)"}
     )
-    ema_base: float = field(
-        default=0.99, metadata={"help": "EMA target's momentum at the start (to 1 by the end)"}
+    ema_base: float | None = field(
+        default=None,
+        metadata={
+            "help": "EMA target's momentum at the start, to ema_final (None: the method's, 0.996 "
+            "for dino, else 0.99)"
+        },
     )
     gamma_decay_steps: int = field(
         default=0, metadata={"help": "steps over which the sigmoid loss's gamma decays (0: none)"}
@@ -289,6 +293,31 @@ class PretrainConfig:
         metadata={"help": "zero the last BN scale of each ResNet residual block (SimSiam)"},
     )
     # [method options]
+    center_momentum: float = field(
+        default=0.9, metadata={"help": "dino: momentum of the centre of the teacher's outputs"}
+    )
+    teacher_temp_start: float = field(
+        default=0.04,
+        metadata={
+            "help": "dino: teacher temperature where its warm-up starts (to loss.teacher_temp)"
+        },
+    )
+    teacher_temp_warmup_epochs: int = field(
+        default=0,
+        metadata={"help": "dino: epochs of the teacher temperature's linear warm-up (per epoch)"},
+    )
+    teacher_temp_warmup_steps: int | None = field(
+        default=None,
+        metadata={"help": "dino: that warm-up in optimiser steps; replaces the epochs"},
+    )
+    freeze_last_layer_steps: int = field(
+        default=0,
+        metadata={"help": "dino: optimiser steps during which the head's last layer stays fixed"},
+    )
+    projector_bottleneck_dim: int | None = field(
+        default=None,
+        metadata={"help": "dino head: width of its L2-normalised bottleneck (None: 256)"},
+    )
     views_in_one_batch: bool = field(
         default=False,
         metadata={"help": "views of one size pass the backbone together (BN statistics over all)"},
@@ -381,7 +410,7 @@ class PretrainConfig:
             raise ConfigError(f"temperature={self.temperature}: must be > 0")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(f"val_fraction={self.val_fraction}: must be in [0, 1)")
-        if not 0.0 <= self.ema_base <= 1.0:
+        if self.ema_base is not None and not 0.0 <= self.ema_base <= 1.0:
             raise ConfigError(f"ema_base={self.ema_base}: must be in [0, 1]")
         # [runtime checks]
         _at_least("log_every_n_steps", self.log_every_n_steps, 1)
@@ -392,9 +421,10 @@ class PretrainConfig:
         # [optimisation checks]
         check_optimisation_options(self)
         # [method checks]
-        from ..methods.options import check_method_options
+        from ..methods.options import check_centering_options, check_method_options
 
         try:
+            check_centering_options(self)
             check_method_options(self)
         except ValueError as error:
             raise ConfigError(str(error)) from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..methods import Method, build_method
+from ..methods.options import centering_options, ema_base
 from ..models.backbones import build_backbone
 from ..models.ema import EMASchedule
 from ..models.residual import zero_init_residual
@@ -31,6 +32,7 @@ def method_from_config(
         ema=ema_schedule(config),
         queue_size=config.queue_size,
         pair_reduction=config.pair_reduction,
+        state_options=centering_options(config),
     )
     method.views_in_one_batch = config.views_in_one_batch
     return method
@@ -39,7 +41,7 @@ def method_from_config(
 def ema_schedule(config: PretrainConfig) -> EMASchedule:
     """The EMA target's schedule from the `ema_*` options."""
     return EMASchedule(
-        config.ema_base,
+        ema_base(config),
         config.ema_final,
         config.ema_schedule,
         config.ema_update_after_step,

@@ -136,6 +136,7 @@ class PretrainModule(L.LightningModule):
         if self._nonfinite_anywhere(out.loss):
             return self._skip_nonfinite(out, optimizer)
         self._log_step(out, images.shape[0], optimizer)  # lr of this step
+        self.method.before_optimizer_step()
         optimizer.step()
         scheduler.step()
         self.method.after_optimizer_step()
@@ -248,6 +249,7 @@ class PretrainModule(L.LightningModule):
         self.log(
             "train/skipped_nonfinite", float(self.skipped_nonfinite), on_epoch=True, sync_dist=True
         )
+        self.method.end_epoch(self.current_epoch)
 
     # --- online probe evaluation -------------------------------------------------------
 

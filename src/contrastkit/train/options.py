@@ -27,8 +27,9 @@ def _one_of(name: str, value: str, valid: tuple[str, ...]) -> None:
 
 
 def check_head_options(config: PretrainConfig) -> None:
-    """Layers >= 1 and a known output BN, for the projector and the predictor."""
-    from ..models.heads import OUT_BN
+    """Layers >= 1, a known output BN, and only options the method's heads have."""
+    from ..methods.spec import METHODS
+    from ..models.heads import OUT_BN, head_spec
 
     for head in ("projector", "predictor"):
         layers = getattr(config, f"{head}_layers")
@@ -37,19 +38,36 @@ def check_head_options(config: PretrainConfig) -> None:
         out_bn = getattr(config, f"{head}_out_bn")
         if out_bn is not None:
             _one_of(f"{head}_out_bn", out_bn, OUT_BN)
+    spec = METHODS[config.method]
+    for head, preset in (("projector", spec.projector), ("predictor", spec.predictor)):
+        if preset is None:
+            continue
+        for key, value in head_overrides(config, head).items():
+            try:
+                head_spec(preset, **{key: value})
+            except TypeError:
+                raise _error(
+                    f"{head_keys(head)[key]}={value}: the {preset} head has no such option"
+                ) from None
+
+
+def head_keys(head: str) -> dict[str, str]:
+    """The config key of each head field, for `head` "projector" or "predictor"."""
+    fields = ("hidden_dim", "out_dim", "num_layers", "batch_norm", "out_bn", "bias")
+    suffixes = ("hidden_dim", "out_dim", "layers", "hidden_bn", "out_bn", "bias")
+    keys = {field: f"{head}_{suffix}" for field, suffix in zip(fields, suffixes, strict=True)}
+    if head == "projector":  # the DINO head's own
+        keys["bottleneck_dim"] = "projector_bottleneck_dim"
+        keys["freeze_steps"] = "freeze_last_layer_steps"
+    return keys
 
 
 def head_overrides(config: PretrainConfig, head: str) -> dict[str, Any]:
-    """The HeadSpec fields `config` sets for `head` ("projector" or "predictor")."""
-    names = {
-        "hidden_dim": "hidden_dim",
-        "out_dim": "out_dim",
-        "num_layers": "layers",
-        "batch_norm": "hidden_bn",
-        "out_bn": "out_bn",
-        "bias": "bias",
-    }
-    values = {key: getattr(config, f"{head}_{name}", None) for key, name in names.items()}
+    """The head fields `config` sets for `head` ("projector" or "predictor"); a freeze of 0
+    steps sets nothing."""
+    values = {field: getattr(config, key, None) for field, key in head_keys(head).items()}
+    if not values.get("freeze_steps"):
+        values.pop("freeze_steps", None)
     return {key: value for key, value in values.items() if value is not None}
 
 

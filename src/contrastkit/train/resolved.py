@@ -4,7 +4,6 @@ method's heads and of its loss filled in, under the names users type (`--print-c
 from __future__ import annotations
 
 import inspect
-from dataclasses import replace
 from typing import Any
 
 from .config import PretrainConfig
@@ -17,10 +16,12 @@ def resolved_values(config: PretrainConfig) -> dict[str, Any]:
     `*_hidden_dim: null` means the backbone's feature dim, `*_bias: null` a bias wherever no BN
     follows."""
     from ..losses import LOSS_MODULES
+    from ..methods.options import ema_base
     from ..methods.spec import METHODS
 
     values = config.to_dict()
     spec = METHODS[config.method]
+    values["ema_base"] = ema_base(config)
     loss = config.loss or spec.default_loss
     values["loss"] = loss
     if loss in LOSS_MODULES:
@@ -49,11 +50,18 @@ def _augment_values(config: PretrainConfig) -> dict[str, Any]:
 
 
 def _head_values(config: PretrainConfig, head: str, preset: str | None) -> dict[str, Any]:
-    from ..models.heads import HEAD_PRESETS
+    from ..models.heads import DINOHeadSpec, head_spec
 
     if preset is None:
         return {}
-    shape = replace(HEAD_PRESETS[preset], **head_overrides(config, head))
+    shape = head_spec(preset, **head_overrides(config, head))
+    if isinstance(shape, DINOHeadSpec):
+        return {
+            f"{head}_layers": shape.num_layers,
+            f"{head}_hidden_dim": shape.hidden_dim,
+            f"{head}_out_dim": shape.out_dim,
+            f"{head}_bottleneck_dim": shape.bottleneck_dim,
+        }
     values = {
         f"{head}_layers": shape.num_layers,
         f"{head}_hidden_dim": shape.hidden_dim,
