@@ -20,6 +20,7 @@ METHOD_NAMES = (
     "moco_v3",
     "nnclr",
     "lejepa",
+    "swav",
 )
 BACKBONE_NAMES = ("resnet18", "resnet50", "efficientnet_b0", "small-cnn")
 OPTIMIZER_NAMES = ("sgd", "lars", "adam", "adamw")
@@ -43,4 +44,5 @@ LOSS_NAMES = (  # the losses the methods train with (`compare --losses` takes th
     "moco_v3",
     "nnclr",
     "lejepa",
+    "swav",
 )

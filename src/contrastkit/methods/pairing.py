@@ -51,13 +51,15 @@ def call_loss(criterion: Callable[..., Any], *inputs: Any) -> tuple[Tensor, Term
 @dataclass(frozen=True)
 class Batch:
     """What a pairing reads: the embeddings, the labels (or None), the number of global views,
-    the loss module and the method's queue (or None)."""
+    the loss module, the method's queue (or None), its prototypes (or None) and the epoch."""
 
     embeddings: Embeddings
     labels: Tensor | None
     n_global: int
     criterion: nn.Module
     queue: Queue | None
+    prototypes: nn.Module | None = None
+    epoch: int = 0
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,14 @@ class Pairing:
         """One loss per view pair, and the terms each returned."""
         z = batch.embeddings.z
         return _each(batch, [(z[i], z[j]) for i, j in view_pairs(len(z), batch.n_global)])
+
+    def from_config(self, config: Any) -> Pairing:
+        """This pairing with the options a run's configuration sets (none by default)."""
+        return self
+
+    def prototype_layer(self, dim: int) -> nn.Module | None:
+        """The layer scoring `dim`-wide projections against prototypes (SwAV); None: none."""
+        return None
 
     def queue_count(self, n_global: int) -> int:
         """How many ring buffers the queue holds."""

@@ -14,6 +14,7 @@ from .pairing import (
     QueuedTarget,
     Stacked,
 )
+from .swav import SwappedPrediction
 
 PAIR_REDUCTIONS = ("mean", "sum")
 
@@ -76,6 +77,7 @@ METHODS: dict[str, MethodSpec] = {
         ),
         MethodSpec("nnclr", ("nnclr",), "nnclr", NearestNeighbour(), "nnclr_predictor"),
         MethodSpec("lejepa", ("lejepa",), "lejepa", Joint()),
+        MethodSpec("swav", ("swav",), "swav", SwappedPrediction()),
     )
 }
 

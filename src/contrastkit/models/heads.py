@@ -25,6 +25,9 @@ unless noted; `hidden_dim=None` means "the backbone's feature dim"):
   Dwibedi et al. 2021, Sec. 4 and solo-learn's NNCLR (affine-free output BN here).
 - lejepa: 3 layers, hidden 2048, out 128, BN on the hidden layers. rbalestr-lab/lejepa
   MINIMAL.md (`MLP(512, [2048, 2048, proj_dim])` with BatchNorm1d).
+- swav: 2 layers, hidden 2048, out 128, BN on the hidden layer; the prototypes follow it (a
+  `NormalizedLinear` the method builds). Caron et al. 2020, facebookresearch/swav
+  (`--hidden_mlp 2048 --feat_dim 128`) and solo-learn's SwAV.
 """
 
 from __future__ import annotations
@@ -114,6 +117,7 @@ HEAD_PRESETS: dict[str, HeadSpec] = {
     "nnclr": HeadSpec(hidden_dim=2048, out_dim=256, num_layers=3, last_bn=True),
     "nnclr_predictor": HeadSpec(hidden_dim=4096, out_dim=256, num_layers=2),
     "lejepa": HeadSpec(hidden_dim=2048, out_dim=128, num_layers=3),
+    "swav": HeadSpec(hidden_dim=2048, out_dim=128, num_layers=2),
 }
 """Published head defaults by method; sources in the module docstring."""
 

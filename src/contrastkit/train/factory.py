@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..methods import Method, build_method
+from ..methods import METHODS, Method, build_method
 from ..models.backbones import build_backbone
 from ..models.ema import EMASchedule
 from ..models.residual import zero_init_residual
@@ -31,6 +31,7 @@ def method_from_config(
         ema=ema_schedule(config),
         queue_size=config.queue_size,
         pair_reduction=config.pair_reduction,
+        pairing=METHODS[config.method].pairing.from_config(config),
     )
     method.views_in_one_batch = config.views_in_one_batch
     return method

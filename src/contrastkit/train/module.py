@@ -124,13 +124,16 @@ class PretrainModule(L.LightningModule):
         self._batches_done += 1
         images, labels = batch
         optimizer, scheduler = self.optimizers(), self.lr_schedulers()
-        self.method.set_step(self.global_step, int(self.trainer.estimated_stepping_batches))
+        self.method.set_step(
+            self.global_step, int(self.trainer.estimated_stepping_batches), self.current_epoch
+        )
         views = self.augment(images, generator=self._generator)
         if self.config.channels_last:
             views = [v.contiguous(memory_format=torch.channels_last) for v in views]
         out, backward = self._forward(views, labels if self.method.reads_labels else None)
         optimizer.zero_grad(set_to_none=True)
         backward()
+        self.method.after_backward(self.global_step)  # frozen layers drop their gradients
         # The step's one host-device synchronisation, before the optimiser step, so a NaN never
         # reaches the weights or a checkpoint.
         if self._nonfinite_anywhere(out.loss):
