@@ -9,14 +9,20 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+import torch.multiprocessing as mp
+import torch.nn.functional as F
 
-from contrastkit.methods import METHODS, build_method
+from contrastkit.losses import SwAVLoss
+from contrastkit.methods import METHODS, Embeddings, build_method
+from contrastkit.methods.pairing import Batch
+from contrastkit.methods.queue import Queue
 from contrastkit.methods.swav import SwappedPrediction
 from contrastkit.models.backbones import build_backbone
 from contrastkit.train.config import ConfigError
 from contrastkit.train.run import pretrain
 
 from ..losses import reference_prototypes as reference
+from ..losses.test_distributed import gloo_worker, join_or_fail
 from ..train.small_run import small_config
 
 SMALL_HEAD = {"hidden_dim": 16, "out_dim": 8}
@@ -111,6 +117,44 @@ def test_the_method_defaults_follow_swav() -> None:
     method = build_method("swav", backbone)
     assert method.prototypes.weight.shape == (3000, 128)
     assert method.criterion.temperature == 0.1 and method.queue is None
+
+
+def _full_queue_codes(rows: slice) -> tuple[torch.Tensor, torch.Tensor]:
+    """Global view 0's codes and the loss for `rows` of an 8-row batch of three views, with a
+    full 12-row queue (float64; the same draws in every process)."""
+    generator = torch.Generator().manual_seed(3)
+    pairing = SwappedPrediction(prototypes=5, queue_size=12)
+    torch.manual_seed(0)
+    prototypes = pairing.prototype_layer(4).double()
+    queue = Queue(12, 4, count=2).double()
+    keys = torch.randn(2, 12, 4, generator=generator, dtype=torch.float64)
+    queue.keys.copy_(F.normalize(keys, dim=-1))
+    queue.filled.fill_(12)
+    z = [torch.randn(8, 4, generator=generator, dtype=torch.float64)[rows] for _ in range(3)]
+    batch = Batch(Embeddings(z[0], z), None, 2, SwAVLoss(), queue, prototypes)
+    codes = pairing.codes(batch, 0, prototypes(F.normalize(z[0], dim=1)))
+    return codes, pairing.losses(batch)[0][0].detach()
+
+
+def _queue_rank(rank: int, out_dir: str) -> None:
+    """Worker: rank `rank`'s 4 rows of `_full_queue_codes`, saved."""
+    out = Path(out_dir)
+    with gloo_worker(rank, 2, out / "store", out):
+        codes, loss = _full_queue_codes(slice(4 * rank, 4 * rank + 4))
+        torch.save({"codes": codes, "loss": loss}, out / f"rank{rank}.pt")
+
+
+@pytest.mark.slow
+def test_two_ranks_sharing_the_queue_get_the_codes_of_one_process(tmp_path: Path) -> None:
+    """Each rank prepends half the (replicated) queue: every queued row counts once in
+    Sinkhorn's sums over ranks, so each rank's codes are its rows of one process's codes."""
+    context = mp.start_processes(_queue_rank, args=(str(tmp_path),), nprocs=2, join=False)
+    join_or_fail(context, tmp_path, 120.0)
+    codes, loss = _full_queue_codes(slice(None))
+    results = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    for rank, result in enumerate(results):
+        torch.testing.assert_close(result["codes"], codes[4 * rank : 4 * rank + 4])
+    torch.testing.assert_close((results[0]["loss"] + results[1]["loss"]) / 2, loss)
 
 
 class _RecordPrototypes(L.Callback):

@@ -76,6 +76,7 @@ EXPECTED = {
     ),
     "nnclr_predictor": (256, [*hidden(256, 4096), ("linear", 4096, 256, True)]),
     "lejepa": (512, [*hidden(512, 2048), *hidden(2048, 2048), ("linear", 2048, 128, True)]),
+    "swav": (512, SIMCLR),
 }
 
 

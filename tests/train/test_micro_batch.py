@@ -49,6 +49,7 @@ CASES = [
     ("moco_v3", None),
     ("nnclr", None),
     ("lejepa", None),
+    ("swav", None),
 ]
 NO_BN_HEAD = {"hidden_dim": 32, "out_dim": 16, "batch_norm": False, "last_bn": False}
 EXACT = {"rtol": 0.0, "atol": 1e-6}
@@ -292,7 +293,7 @@ def test_the_backbone_graph_only_ever_holds_one_micro_batch() -> None:
 # --- DDP ----------------------------------------------------------------------------------
 
 WORLD = 2
-DDP_METHODS = ("simclr", "relic")
+DDP_METHODS = ("simclr", "relic", "swav")
 
 
 def counting_all_reduce(calls, bucket):
