@@ -18,7 +18,8 @@ from contrastkit.methods.pairing import Batch
 from contrastkit.methods.queue import Queue
 from contrastkit.methods.swav import SwappedPrediction
 from contrastkit.models.backbones import build_backbone
-from contrastkit.train.config import ConfigError
+from contrastkit.train.config import ConfigError, build_config, load_preset
+from contrastkit.train.data import resolved_augmentation
 from contrastkit.train.run import pretrain
 
 from ..losses import reference_prototypes as reference
@@ -236,3 +237,33 @@ def test_bad_swav_options_are_one_line_errors(
 ) -> None:
     with pytest.raises(ConfigError, match=message):
         small_config(tmp_path, **values)
+
+
+SOLO_LEARN_VIEW = {  # solo-learn's augmentations/symmetric.yaml, both crops
+    "scale": [0.08, 1.0],
+    "jitter_p": 0.8,
+    "brightness": 0.8,
+    "contrast": 0.8,
+    "saturation": 0.8,
+    "hue": 0.2,
+    "grayscale_p": 0.2,
+    "blur_p": 0.5,
+    "solarize_p": 0.0,
+    "flip_p": 0.5,
+}
+
+
+@pytest.mark.parametrize(
+    ("name", "train_images", "size"),
+    [("cifar10_swav", 50000, 32), ("imagenet100_swav", 126689, 224)],
+)
+def test_the_presets_follow_solo_learn(name: str, train_images: int, size: int) -> None:
+    """Prototypes frozen for solo-learn's 2 epochs, counted in steps of the preset's batch, and
+    solo-learn's two symmetric crops."""
+    config = build_config([load_preset(name)])
+    assert config.freeze_prototypes_steps == 2 * (train_images // config.batch_size)
+    views = resolved_augmentation(config)
+    assert len(views) == 2
+    for view in views:
+        assert view["crop_size"] == size
+        assert {key: view[key] for key in SOLO_LEARN_VIEW} == SOLO_LEARN_VIEW
