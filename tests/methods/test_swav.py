@@ -84,6 +84,18 @@ def test_the_loss_equals_a_float64_loop_reference(queue: bool) -> None:
         assert abs(without.item() - loss.item()) > 1e-3
 
 
+def test_multi_crop_local_views_are_predicted_from_the_global_codes() -> None:
+    """Two 8-px global views and two 6-px local ones (each size through the networks as one
+    batch): the local views only receive codes, and the loss equals the reference."""
+    method = _swav()
+    method.views_in_one_batch = True
+    generator = torch.Generator().manual_seed(5)
+    local = [torch.randn(6, 1, 6, 6, generator=generator) for _ in range(2)]
+    views = [*_views(seed=5, n_views=2), *local]
+    expected = _reference_loss(method, views, 0.05, 3)
+    torch.testing.assert_close(method(views).loss.double(), expected, rtol=1e-5, atol=1e-6)
+
+
 def test_the_queue_takes_the_global_views_from_its_start_epoch() -> None:
     """Before `queue_start_epoch` nothing is pushed; from it on, the unit-norm projections of
     the global views, one ring buffer each, and a partly filled queue is not used yet."""
