@@ -80,8 +80,8 @@ class Method(nn.Module):
 
     What the method needs and how its views meet come from `spec.pairing`; the trainer calls
     `set_step` before each step (schedules of the EMA and of the loss), `forward(views, labels)`
-    for the loss, `after_backward` before the optimiser step (frozen layers) and
-    `after_optimizer_step` after the update (EMA, queue). `forward` is
+    for the loss, `before_optimizer_step` between backward and the update (frozen layers drop
+    their gradients) and `after_optimizer_step` after it (EMA, queue). `forward` is
     `loss_from(embed(...))`: gradient caching calls the two halves itself. `pairing` replaces
     the spec's (the same kind, with a run's options: `Pairing.from_config`).
     """
@@ -164,12 +164,12 @@ class Method(nn.Module):
         if loss_schedule is not None:
             loss_schedule(step, total_steps)
 
-    def after_backward(self, step: int) -> None:
-        """Between backward and the optimiser step: drop the gradients of the layers frozen at
-        optimiser step `step` (SwAV's prototypes, DINO's last layer), so they do not move."""
+    def before_optimizer_step(self) -> None:
+        """Drop the gradients of layers frozen at this optimiser step (DINO's last layer, SwAV's
+        prototypes), so that the optimiser leaves them exactly as they are."""
         for module in self.modules():
             if isinstance(module, NormalizedLinear):
-                module.drop_grads_if_frozen(step)
+                module.drop_grads_if_frozen(self._step)
 
     @torch.no_grad()
     def after_optimizer_step(self) -> None:
@@ -227,8 +227,8 @@ class Method(nn.Module):
             self.n_global,
             self.criterion,
             self.queue,
-            self.prototypes,
-            self._epoch,
+            prototypes=self.prototypes,
+            epoch=self._epoch,
         )
         losses, parts = self.pairing.losses(batch)
         if not losses:

@@ -133,12 +133,12 @@ class PretrainModule(L.LightningModule):
         out, backward = self._forward(views, labels if self.method.reads_labels else None)
         optimizer.zero_grad(set_to_none=True)
         backward()
-        self.method.after_backward(self.global_step)  # frozen layers drop their gradients
         # The step's one host-device synchronisation, before the optimiser step, so a NaN never
         # reaches the weights or a checkpoint.
         if self._nonfinite_anywhere(out.loss):
             return self._skip_nonfinite(out, optimizer)
         self._log_step(out, images.shape[0], optimizer)  # lr of this step
+        self.method.before_optimizer_step()
         optimizer.step()
         scheduler.step()
         self.method.after_optimizer_step()
