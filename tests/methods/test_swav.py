@@ -12,6 +12,7 @@ import torch
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 
+from contrastkit import cli
 from contrastkit.losses import SwAVLoss
 from contrastkit.methods import METHODS, Embeddings, build_method
 from contrastkit.methods.pairing import Batch
@@ -192,6 +193,7 @@ def test_the_prototypes_stay_fixed_for_their_frozen_steps(tmp_path: Path) -> Non
     record = _RecordPrototypes()
     pretrain(_swav_config(tmp_path, freeze_prototypes_steps=4), callbacks=[record])
     start = record.after[0]
+    assert start.shape == (30, 32)  # `prototypes=30` on the 32-wide projector
     for step in range(1, 5):
         assert torch.equal(record.after[step], start), step
     assert not torch.equal(record.after[5], start)
@@ -279,3 +281,12 @@ def test_the_presets_follow_solo_learn(name: str, train_images: int, size: int) 
     for view in views:
         assert view["crop_size"] == size
         assert {key: view[key] for key in SOLO_LEARN_VIEW} == SOLO_LEARN_VIEW
+
+
+def test_the_command_line_refuses_a_bad_swav_option_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["pretrain", "--method", "swav", "--out", str(tmp_path), "sinkhorn_iterations=0"]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "sinkhorn_iterations=0: must be >= 1" in err
