@@ -52,15 +52,17 @@ def _unit_rows(x: torch.Tensor) -> torch.Tensor:
 def _reference_loss(method, views: list[torch.Tensor], epsilon: float, iterations: int):
     """SwAV's main_swav.py step in float64: scores z·w of unit projections and prototypes, codes
     by Sinkhorn-Knopp of each global view's scores (the queue's scores prepended, their codes
-    dropped), the swapped-prediction loss over (global view, other view) at τ 0.1."""
+    dropped) once the queue is full, the swapped-prediction loss over (global view, other view)
+    at τ 0.1."""
     with torch.no_grad():
         z = [_unit_rows(method.projector(method.backbone(v))) for v in views]
         prototypes = _unit_rows(method.prototypes.weight)
         scores = [v @ prototypes.T for v in z]
         codes = []
+        full_queue = method.queue is not None and int(method.queue.filled) == method.queue.size
         for g in range(2):
-            queued = method.queue.rows(g).double() @ prototypes.T if method.queue else None
-            full = scores[g] if queued is None else torch.cat([queued, scores[g]])
+            queued = [method.queue.rows(g).double() @ prototypes.T] if full_queue else []
+            full = torch.cat([*queued, scores[g]])
             codes.append(reference.sinkhorn(full, epsilon, iterations)[-scores[g].shape[0] :])
     return reference.swav(scores, codes, 0.1)
 
