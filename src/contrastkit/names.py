@@ -21,6 +21,7 @@ METHOD_NAMES = (
     "nnclr",
     "lejepa",
     "dino",
+    "swav",
 )
 BACKBONE_NAMES = ("resnet18", "resnet50", "efficientnet_b0", "small-cnn")
 OPTIMIZER_NAMES = ("sgd", "lars", "adam", "adamw")
@@ -45,4 +46,5 @@ LOSS_NAMES = (  # the losses the methods train with (`compare --losses` takes th
     "nnclr",
     "lejepa",
     "dino",
+    "swav",
 )

@@ -60,3 +60,18 @@ def test_dino_beats_the_untrained_encoder_on_knn_and_linear(
     assert knn > untrained_knn_top1 + 0.03, (knn, untrained_knn_top1)
     linear = evaluate(checkpoint, "linear", out=str(tmp_path / "linear.json"), **LINEAR)["top1"]
     assert linear > untrained_top1 + 0.05, (linear, untrained_top1)
+
+
+@pytest.mark.slow
+def test_swav_pretraining_beats_the_untrained_encoder(
+    tmp_path: Path, untrained_top1: float
+) -> None:
+    """SwAV's default 3000 prototypes, frozen for the first epoch (28 steps), as SwAV does."""
+    args = ["pretrain", "--method", "swav", "--epochs", "8", "--batch-size", "64"]
+    args += ["--out", str(tmp_path), "--progress", "false", "--loggers", "csv"]
+    args += ["projector_hidden_dim=128", "projector_out_dim=64", "freeze_prototypes_steps=28"]
+    args += ["optimizer=adam", "lr=1e-3", "weight_decay=0", "probe=false", "warmup_epochs=0"]
+    assert cli.main(args) == 0
+    out = str(tmp_path / "linear.json")
+    record = evaluate(str(tmp_path / "last.ckpt"), "linear", out=out, **LINEAR)
+    assert record["top1"] > untrained_top1 + 0.05, (record["top1"], untrained_top1)

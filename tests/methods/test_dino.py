@@ -11,6 +11,7 @@ import torch
 
 from contrastkit.methods import build_method
 from contrastkit.methods.centering import TeacherCentering
+from contrastkit.methods.pairing import CenteredTarget
 from contrastkit.models.backbones import build_backbone
 from contrastkit.train.config import ConfigError, build_config
 from contrastkit.train.factory import method_from_config
@@ -22,8 +23,8 @@ CENTERING = {"momentum": 0.8, "temp_start": 0.02, "temp_end": 0.06, "warmup_step
 def _dino(**state: object):
     torch.manual_seed(0)
     backbone = build_backbone("small-cnn", 8, in_channels=1)
-    options = {**CENTERING, **state}
-    return build_method("dino", backbone, projector_options=HEAD, state_options=options, n_global=2)
+    pairing = CenteredTarget(**{**CENTERING, **state})
+    return build_method("dino", backbone, projector_options=HEAD, pairing=pairing, n_global=2)
 
 
 def _views(batch: int = 6) -> list[torch.Tensor]:

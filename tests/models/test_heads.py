@@ -94,6 +94,7 @@ EXPECTED = {
             ("normalized", 256, 65536),
         ],
     ),
+    "swav": (512, SIMCLR),
 }
 
 

@@ -50,6 +50,7 @@ CASES = [
     ("nnclr", None),
     ("lejepa", None),
     ("dino", None),
+    ("swav", None),
 ]
 NO_BN_HEAD = {"hidden_dim": 32, "out_dim": 16, "batch_norm": False, "last_bn": False}
 DINO_HEAD = {"hidden_dim": 32, "out_dim": 16, "bottleneck_dim": 8}  # GELU, never BN
@@ -294,7 +295,7 @@ def test_the_backbone_graph_only_ever_holds_one_micro_batch() -> None:
 # --- DDP ----------------------------------------------------------------------------------
 
 WORLD = 2
-DDP_METHODS = ("simclr", "relic")
+DDP_METHODS = ("simclr", "relic", "swav")
 
 
 def counting_all_reduce(calls, bucket):

@@ -14,7 +14,7 @@ from ..losses import LOSS_MODULES
 from ..models.backbones import Backbone
 from ..models.ema import EMA, EMASchedule
 from ..models.heads import NormalizedLinear, head_preset
-from .pairing import Batch
+from .pairing import Batch, Pairing
 from .queue import Queue
 from .spec import METHODS, PAIR_REDUCTIONS, MethodSpec
 
@@ -75,14 +75,16 @@ class Embeddings:
 
 
 class Method(nn.Module):
-    """Backbone + projector (+ predictor, EMA target, queue or classifier) + loss, per `spec`.
+    """Backbone + projector (+ predictor, EMA target, queue, prototypes or classifier) + loss,
+    per `spec`.
 
     What the method needs and how its views meet come from `spec.pairing`; the trainer calls
     `set_step` before each step (schedules of the EMA and of the loss), `forward(views, labels)`
     for the loss, `before_optimizer_step` between backward and the update (frozen layers drop
     their gradients), `after_optimizer_step` after it (EMA, queue, the pairing's state) and
     `end_epoch` after each epoch (the state's collapse check). `forward` is
-    `loss_from(embed(...))`: gradient caching calls the two halves itself.
+    `loss_from(embed(...))`: gradient caching calls the two halves itself. `pairing` replaces
+    the spec's (the same kind, with a run's options: `Pairing.from_config`).
     """
 
     views_in_one_batch: bool = False
@@ -102,10 +104,10 @@ class Method(nn.Module):
         ema: EMASchedule | None = None,
         queue_size: int | None = None,
         pair_reduction: str | None = None,
-        state_options: dict[str, Any] | None = None,
+        pairing: Pairing | None = None,
     ):
         super().__init__()
-        self.spec, self.pairing = spec, spec.pairing
+        self.spec, self.pairing = spec, pairing or spec.pairing
         self.loss_name = loss or spec.default_loss
         if self.loss_name not in spec.losses:
             raise ValueError(
@@ -139,17 +141,16 @@ class Method(nn.Module):
             self.classifier = nn.Linear(backbone.feature_dim, num_classes)
         self.target = EMA(nn.Sequential(backbone, self.projector)) if self.pairing.target else None
         self.ema = ema or EMASchedule()
+        self.prototypes = (
+            self.pairing.prototype_layer(_out_dim(self.projector)) if spec.projector else None
+        )
         self.queue = None
         if self.pairing.queue_size:
             size = queue_size or self.pairing.queue_size
             count = self.pairing.queue_count(n_global)
             self.queue = Queue(size, _out_dim(self.projector), count)
-        self.state = (
-            self.pairing.build_state(_out_dim(self.projector), state_options or {})
-            if spec.projector
-            else None
-        )
-        self._step, self._total_steps = 0, 1
+        self.state = self.pairing.build_state(_out_dim(self.projector)) if spec.projector else None
+        self._step, self._total_steps, self._epoch = 0, 1, 0
         self._pending: tuple[Tensor, Tensor | None] | None = None
 
     @property
@@ -157,10 +158,11 @@ class Method(nn.Module):
         """Whether `forward` should be given the labels: for the loss, or for a logged figure."""
         return self.spec.needs_labels or self.pairing.reads_labels
 
-    def set_step(self, step: int, total_steps: int) -> None:
+    def set_step(self, step: int, total_steps: int, epoch: int = 0) -> None:
         """Apply the step's schedules: the EMA momentum's, the loss's own (sigmoid γ) and the
-        pairing state's (DINO's teacher temperature)."""
-        self._step, self._total_steps = step, max(1, total_steps)
+        pairing state's (DINO's teacher temperature); `epoch` is the step's (SwAV's queue
+        starts at a set epoch)."""
+        self._step, self._total_steps, self._epoch = step, max(1, total_steps), epoch
         for owner in (self.criterion, self.state):
             schedule = getattr(owner, "set_step", None)
             if schedule is not None:
@@ -233,7 +235,16 @@ class Method(nn.Module):
         n_views = len(embeddings.z) if embeddings.logits is None else 1
         if n_views < self.pairing.min_views:
             raise ValueError(f"method {self.spec.name!r} needs at least 2 views")
-        batch = Batch(embeddings, labels, self.n_global, self.criterion, self.queue, self.state)
+        batch = Batch(
+            embeddings,
+            labels,
+            self.n_global,
+            self.criterion,
+            self.queue,
+            state=self.state,
+            prototypes=self.prototypes,
+            epoch=self._epoch,
+        )
         losses, parts = self.pairing.losses(batch)
         if not losses:
             raise ValueError(f"method {self.spec.name!r} needs at least 2 views")
@@ -252,7 +263,7 @@ class Method(nn.Module):
 
     def online_modules(self) -> list[nn.Module]:
         """The modules `embed` runs with a graph: all but the EMA target."""
-        heads = (self.projector, self.predictor, self.classifier)
+        heads = (self.projector, self.predictor, self.classifier, self.prototypes)
         return [self.backbone, *(m for m in heads if m is not None)]
 
     def param_groups(self, fixed_predictor_lr: bool = False) -> list[dict[str, Any]]:

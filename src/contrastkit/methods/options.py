@@ -4,10 +4,8 @@ DINO's centre and teacher temperature), and what they mean for the builders."""
 from __future__ import annotations
 
 import dataclasses
-import inspect
 from typing import Any
 
-from ..losses.dino import DINOLoss
 from ..models.ema import EMASchedule
 from .pairing import CenteredTarget
 from .spec import METHODS, PAIR_REDUCTIONS
@@ -18,7 +16,7 @@ CENTERING_KEYS = (
     "teacher_temp_warmup_epochs",
     "teacher_temp_warmup_steps",
 )
-"""The configuration keys of DINO's TeacherCentering (`centering_options`)."""
+"""The configuration keys of DINO's TeacherCentering (`CenteredTarget.from_config`)."""
 
 
 def check_method_options(config: Any) -> None:
@@ -68,22 +66,3 @@ def check_centering_options(config: Any) -> None:
                 f"{name}={getattr(config, name)}: only a method with a teacher centre uses it "
                 f"(dino), not {config.method}"
             )
-
-
-def centering_options(config: Any) -> dict[str, Any]:
-    """TeacherCentering's keyword arguments from `config` (none for other methods); the
-    temperature ends at the loss's `teacher_temp`."""
-    if not isinstance(METHODS[config.method].pairing, CenteredTarget):
-        return {}
-    return {
-        "momentum": config.center_momentum,
-        "temp_start": config.teacher_temp_start,
-        "temp_end": config.loss_options.get("teacher_temp", _loss_default("teacher_temp")),
-        "warmup_steps": config.teacher_temp_warmup_steps,
-        "warmup_epochs": config.teacher_temp_warmup_epochs,
-        "epochs": config.epochs,
-    }
-
-
-def _loss_default(name: str) -> Any:
-    return inspect.signature(DINOLoss).parameters[name].default

@@ -7,13 +7,15 @@ pairing asks for and delegates the loss to it; adding a kind of method is adding
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
+from ..losses.dino import DINOLoss
 from ..losses.nnclr import nearest_neighbour_index
 from .centering import TeacherCentering
 
@@ -52,7 +54,7 @@ def call_loss(criterion: Callable[..., Any], *inputs: Any) -> tuple[Tensor, Term
 @dataclass(frozen=True)
 class Batch:
     """What a pairing reads: the embeddings, the labels (or None), the number of global views,
-    the loss module and the method's queue (or None)."""
+    the loss module, the method's queue (or None), its prototypes (or None) and the epoch."""
 
     embeddings: Embeddings
     labels: Tensor | None
@@ -60,6 +62,8 @@ class Batch:
     criterion: nn.Module
     queue: Queue | None
     state: nn.Module | None = None  # the pairing's own running state (`Pairing.build_state`)
+    prototypes: nn.Module | None = None
+    epoch: int = 0
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,14 @@ class Pairing:
         z = batch.embeddings.z
         return _each(batch, [(z[i], z[j]) for i, j in view_pairs(len(z), batch.n_global)])
 
+    def from_config(self, config: Any) -> Pairing:
+        """This pairing with the options a run's configuration sets (none by default)."""
+        return self
+
+    def prototype_layer(self, dim: int) -> nn.Module | None:
+        """The layer scoring `dim`-wide projections against prototypes (SwAV); None: none."""
+        return None
+
     def queue_count(self, n_global: int) -> int:
         """How many ring buffers the queue holds."""
         return 1
@@ -90,7 +102,7 @@ class Pairing:
         """Figures for the log that are not loss terms."""
         return {}
 
-    def build_state(self, out_dim: int, options: dict[str, Any]) -> nn.Module | None:
+    def build_state(self, out_dim: int) -> nn.Module | None:
         """The method's running state this pairing reads (DINO's centre), or None. It may have
         `set_step(step, total)`, `observe(targets) -> Terms`, `after_optimizer_step()` and
         `end_epoch(epoch)`, which the method calls at those times."""
@@ -205,17 +217,46 @@ class NearestNeighbour(Pairing):
 class CenteredTarget(Pairing):
     """DINO: the centred, sharpened distribution of each global view t from the EMA teacher
     against the student's distribution of every other view s ≠ t, local views included; the
-    centre and teacher temperature come from the method's TeacherCentering."""
+    centre and teacher temperature come from the method's TeacherCentering, built from this
+    pairing's fields (see `TeacherCentering` for their meaning)."""
 
     target: bool = True
+    momentum: float = 0.9  # the centre's
+    temp_start: float = 0.04  # teacher temperature where its warm-up starts
+    temp_end: float = 0.04  # and after it
+    warmup_steps: int | None = None  # replaces warmup_epochs when set
+    warmup_epochs: int = 0
+    epochs: int = 1  # of the run, for an epoch-wise warm-up
+
+    def from_config(self, config: Any) -> CenteredTarget:
+        """This pairing with DINO's centring options of `config`; the temperature ends at the
+        loss's `teacher_temp`."""
+        default_end = inspect.signature(DINOLoss).parameters["teacher_temp"].default
+        return replace(
+            self,
+            momentum=config.center_momentum,
+            temp_start=config.teacher_temp_start,
+            temp_end=config.loss_options.get("teacher_temp", default_end),
+            warmup_steps=config.teacher_temp_warmup_steps,
+            warmup_epochs=config.teacher_temp_warmup_epochs,
+            epochs=config.epochs,
+        )
 
     def losses(self, batch: Batch) -> tuple[list[Tensor], list[Terms]]:
         state = batch.state
         targets = _targets(batch.embeddings)[: batch.n_global]
         return _each(batch, [(batch.embeddings.z, targets, state.center, state.temperature)])
 
-    def build_state(self, out_dim: int, options: dict[str, Any]) -> nn.Module | None:
-        return TeacherCentering(out_dim, **options)
+    def build_state(self, out_dim: int) -> nn.Module | None:
+        return TeacherCentering(
+            out_dim,
+            self.momentum,
+            self.temp_start,
+            self.temp_end,
+            self.warmup_steps,
+            self.warmup_epochs,
+            self.epochs,
+        )
 
 
 def _each(batch: Batch, inputs: list[tuple[Any, ...]]) -> tuple[list[Tensor], list[Terms]]:

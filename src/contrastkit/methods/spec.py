@@ -15,6 +15,7 @@ from .pairing import (
     QueuedTarget,
     Stacked,
 )
+from .swav import SwappedPrediction
 
 PAIR_REDUCTIONS = ("mean", "sum")
 
@@ -80,6 +81,7 @@ METHODS: dict[str, MethodSpec] = {
         MethodSpec("nnclr", ("nnclr",), "nnclr", NearestNeighbour(), "nnclr_predictor"),
         MethodSpec("lejepa", ("lejepa",), "lejepa", Joint()),
         MethodSpec("dino", ("dino",), "dino", CenteredTarget(), ema_base=0.996),
+        MethodSpec("swav", ("swav",), "swav", SwappedPrediction()),
     )
 }
 

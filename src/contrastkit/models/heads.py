@@ -27,6 +27,9 @@ unless noted; `hidden_dim=None` means "the backbone's feature dim"):
   MINIMAL.md (`MLP(512, [2048, 2048, proj_dim])` with BatchNorm1d).
 - dino: a `DINOHead` (`DINOHeadSpec`): 3 GELU layers, hidden 2048, bottleneck 256, 65536
   normalised prototypes. Caron et al. 2021, facebookresearch/dino `DINOHead` defaults.
+- swav: 2 layers, hidden 2048, out 128, BN on the hidden layer; the prototypes follow it (a
+  `NormalizedLinear` the method builds). Caron et al. 2020, facebookresearch/swav
+  (`--hidden_mlp 2048 --feat_dim 128`) and solo-learn's SwAV.
 """
 
 from __future__ import annotations
@@ -128,6 +131,7 @@ HEAD_PRESETS: dict[str, HeadSpec | DINOHeadSpec] = {
     "nnclr_predictor": HeadSpec(hidden_dim=4096, out_dim=256, num_layers=2),
     "lejepa": HeadSpec(hidden_dim=2048, out_dim=128, num_layers=3),
     "dino": DINOHeadSpec(),
+    "swav": HeadSpec(hidden_dim=2048, out_dim=128, num_layers=2),
 }
 """Published head defaults by method; sources in the module docstring."""
 

@@ -318,6 +318,26 @@ class PretrainConfig:
         default=None,
         metadata={"help": "dino head: width of its L2-normalised bottleneck (None: 256)"},
     )
+    prototypes: int = field(
+        default=3000, metadata={"help": "SwAV: prototype vectors scored against the projections"}
+    )
+    freeze_prototypes_steps: int = field(
+        default=0,
+        metadata={"help": "SwAV: optimiser steps during which the prototypes stay fixed"},
+    )
+    sinkhorn_epsilon: float = field(
+        default=0.05, metadata={"help": "SwAV: entropic regularisation of the Sinkhorn codes"}
+    )
+    sinkhorn_iterations: int = field(
+        default=3, metadata={"help": "SwAV: Sinkhorn-Knopp iterations per step"}
+    )
+    swav_queue_size: int = field(
+        default=0,
+        metadata={"help": "SwAV: past global-view projections added to the codes' batch (0: off)"},
+    )
+    swav_queue_start_epoch: int = field(
+        default=15, metadata={"help": "SwAV: first epoch whose projections enter the queue"}
+    )
     views_in_one_batch: bool = field(
         default=False,
         metadata={"help": "views of one size pass the backbone together (BN statistics over all)"},
@@ -422,9 +442,11 @@ class PretrainConfig:
         check_optimisation_options(self)
         # [method checks]
         from ..methods.options import check_centering_options, check_method_options
+        from ..methods.swav import check_swav_options
 
         try:
             check_centering_options(self)
+            check_swav_options(self)
             check_method_options(self)
         except ValueError as error:
             raise ConfigError(str(error)) from None

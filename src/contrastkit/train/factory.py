@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..methods import Method, build_method
-from ..methods.options import centering_options, ema_base
+from ..methods import METHODS, Method, build_method
+from ..methods.options import ema_base
 from ..models.backbones import build_backbone
 from ..models.ema import EMASchedule
 from ..models.residual import zero_init_residual
@@ -32,7 +32,7 @@ def method_from_config(
         ema=ema_schedule(config),
         queue_size=config.queue_size,
         pair_reduction=config.pair_reduction,
-        state_options=centering_options(config),
+        pairing=METHODS[config.method].pairing.from_config(config),
     )
     method.views_in_one_batch = config.views_in_one_batch
     return method

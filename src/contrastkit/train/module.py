@@ -124,7 +124,9 @@ class PretrainModule(L.LightningModule):
         self._batches_done += 1
         images, labels = batch
         optimizer, scheduler = self.optimizers(), self.lr_schedulers()
-        self.method.set_step(self.global_step, int(self.trainer.estimated_stepping_batches))
+        self.method.set_step(
+            self.global_step, int(self.trainer.estimated_stepping_batches), self.current_epoch
+        )
         views = self.augment(images, generator=self._generator)
         if self.config.channels_last:
             views = [v.contiguous(memory_format=torch.channels_last) for v in views]
