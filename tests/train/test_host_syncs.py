@@ -85,14 +85,24 @@ def _record_losses(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     return losses
 
 
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {},
+        {"grad_clip": 0.05},
+        {"grad_clip": 0.05, "grad_clip_mode": "per_parameter", "weight_decay_final": 0.4},
+    ],
+    ids=["plain", "clip-global", "clip-per-parameter-wd-schedule"],
+)
 def test_a_step_reads_back_one_value_and_its_figures_every_n_steps(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, extra: dict[str, object]
 ) -> None:
+    """Gradient clipping and the weight-decay schedule add no readback."""
     losses = _record_losses(monkeypatch)
     readbacks = _Readbacks(monkeypatch)
     counter = _PerStep(readbacks)
     every = 4
-    config = small_config(tmp_path, log_every_n_steps=every, progress=True, probe=True)
+    config = small_config(tmp_path, log_every_n_steps=every, progress=True, probe=True, **extra)
     pretrain(config, callbacks=[counter])
     monkeypatch.undo()
 

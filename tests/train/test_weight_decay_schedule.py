@@ -1,0 +1,117 @@
+"""The weight-decay schedule (`weight_decay_final`): DINO's per-step cosine, applied to the
+decaying groups only, observed in the updates of a run, and exact across a resume."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from contrastkit.train.run import pretrain
+from contrastkit.train.weight_decay import WeightDecaySchedule
+
+from .small_run import small_config
+from .step_recorder import StepRecorder
+from .test_resume import _StopAfterFirstEpoch, _weights
+
+
+def _dino_cosine_scheduler(base_value, final_value, epochs, niter_per_ep):
+    """facebookresearch/dino utils.py `cosine_scheduler` without warm-up (its wd_schedule)."""
+    iters = np.arange(epochs * niter_per_ep)
+    schedule = final_value + 0.5 * (base_value - final_value) * (
+        1 + np.cos(np.pi * iters / len(iters))
+    )
+    assert len(schedule) == epochs * niter_per_ep
+    return schedule
+
+
+def test_the_schedule_is_dinos_wd_schedule_step_by_step() -> None:
+    epochs, per_epoch = 5, 7
+    schedule = WeightDecaySchedule(0.04, 0.4, epochs * per_epoch)
+    expected = _dino_cosine_scheduler(0.04, 0.4, epochs, per_epoch)
+    for step, value in enumerate(expected):
+        assert schedule(step) == pytest.approx(float(value), rel=1e-12)
+
+
+def test_the_cosine_starts_at_weight_decay_is_midway_at_half_and_ends_at_the_final_value() -> None:
+    schedule = WeightDecaySchedule(0.04, 0.4, 100)
+    assert schedule(0) == 0.04
+    assert schedule(50) == pytest.approx(0.22)
+    assert schedule(25) == pytest.approx(0.4 - 0.18 * (1 + math.cos(math.pi / 4)))
+    assert schedule(100) == pytest.approx(0.4) and schedule(150) == pytest.approx(0.4)
+
+
+def _run(tmp_path: Path, **values: object) -> StepRecorder:
+    recorder = StepRecorder()
+    settings = {
+        "optimizer": "sgd",
+        "lr": 0.5,
+        "momentum": 0.0,
+        "schedule": "constant",
+        "warmup_epochs": 0,
+        "probe": False,
+        "weight_decay": 0.04,
+        **values,
+    }
+    pretrain(small_config(tmp_path, **settings), callbacks=[recorder])
+    return recorder
+
+
+def test_each_update_decays_the_weights_by_this_steps_value_and_never_biases_and_norms(
+    tmp_path: Path,
+) -> None:
+    """SGD without momentum: Δw = −lr·(g + wd(step)·w) for weights, −lr·g for biases and norm
+    parameters; wd(step) is the cosine over the run's 11 steps from 0.04 to 0.4."""
+    recorder = _run(tmp_path, weight_decay_final=0.4)
+    schedule = WeightDecaySchedule(0.04, 0.4, 11)
+    assert len(recorder.steps) == 11
+    decaying = {n for n, g in recorder.group.items() if g == 0}
+    assert decaying and len(decaying) < len(recorder.group)  # weights; biases and norms apart
+    for index, step in enumerate(recorder.steps):
+        wd = schedule(index)
+        assert step.weight_decays == [pytest.approx(wd, rel=1e-12), 0.0]
+        for name, grad in step.grads.items():
+            decay = wd * step.before[name] if name in decaying else 0.0
+            torch.testing.assert_close(
+                step.after[name] - step.before[name],
+                -0.5 * (grad + decay),
+                rtol=1e-4,
+                atol=1e-7,
+                msg=lambda m, name=name, index=index: f"step {index}, {name}: {m}",
+            )
+
+
+def test_without_weight_decay_final_the_weight_decay_is_constant(tmp_path: Path) -> None:
+    recorder = _run(tmp_path)
+    assert all(step.weight_decays == [0.04, 0.0] for step in recorder.steps)
+
+
+@pytest.mark.slow
+def test_resume_with_clipping_and_the_schedule_reproduces_the_uninterrupted_run(
+    tmp_path: Path,
+) -> None:
+    """Both are functions of the gradients and the step alone: a run stopped after its first
+    epoch and resumed ends with the uninterrupted run's weights, bit for bit."""
+    extra = {
+        "epochs": 2,
+        "optimizer": "adamw",
+        "lr": 1e-3,
+        "weight_decay": 0.04,
+        "weight_decay_final": 0.4,
+        "grad_clip": 0.1,
+        "grad_clip_mode": "per_parameter",
+    }
+    pretrain(small_config(tmp_path / "straight", **extra))
+    pretrain(small_config(tmp_path / "stopped", **extra), callbacks=[_StopAfterFirstEpoch()])
+    checkpoint = torch.load(tmp_path / "stopped" / "last.ckpt", weights_only=False)
+    halfway = checkpoint["optimizer_states"][0]["param_groups"][0]["weight_decay"]
+    assert halfway == pytest.approx(WeightDecaySchedule(0.04, 0.4, 22)(10))  # the last step's
+    pretrain(small_config(tmp_path / "stopped", resume=True, **extra))
+    straight = _weights(tmp_path / "straight" / "last.ckpt")
+    resumed = _weights(tmp_path / "stopped" / "last.ckpt")
+    assert straight.keys() == resumed.keys()
+    for name in straight:
+        torch.testing.assert_close(resumed[name], straight[name], rtol=0, atol=0, msg=name)
