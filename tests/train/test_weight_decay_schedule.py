@@ -1,5 +1,6 @@
 """The weight-decay schedule (`weight_decay_final`): DINO's per-step cosine, applied to the
-decaying groups only, observed in the updates of a run, and exact across a resume."""
+decaying groups only, observed in the updates of a run, and exact across a resume. And DINO's
+minimum lr, which `lr_final` already gives."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import numpy as np
 import pytest
 import torch
 
+from contrastkit.train.config import build_config
+from contrastkit.train.optim import schedule_from_config
 from contrastkit.train.run import pretrain
 from contrastkit.train.weight_decay import WeightDecaySchedule
 
@@ -18,12 +21,20 @@ from .step_recorder import StepRecorder
 from .test_resume import _StopAfterFirstEpoch, _weights
 
 
-def _dino_cosine_scheduler(base_value, final_value, epochs, niter_per_ep):
-    """facebookresearch/dino utils.py `cosine_scheduler` without warm-up (its wd_schedule)."""
-    iters = np.arange(epochs * niter_per_ep)
+def _dino_cosine_scheduler(
+    base_value, final_value, epochs, niter_per_ep, warmup_epochs=0, start_warmup_value=0
+):
+    """facebookresearch/dino utils.py `cosine_scheduler`, transcribed (its lr_schedule with
+    min_lr as final_value, and its wd_schedule without warm-up)."""
+    warmup_schedule = np.array([])
+    warmup_iters = warmup_epochs * niter_per_ep
+    if warmup_epochs > 0:
+        warmup_schedule = np.linspace(start_warmup_value, base_value, warmup_iters)
+    iters = np.arange(epochs * niter_per_ep - warmup_iters)
     schedule = final_value + 0.5 * (base_value - final_value) * (
         1 + np.cos(np.pi * iters / len(iters))
     )
+    schedule = np.concatenate((warmup_schedule, schedule))
     assert len(schedule) == epochs * niter_per_ep
     return schedule
 
@@ -42,6 +53,31 @@ def test_the_cosine_starts_at_weight_decay_is_midway_at_half_and_ends_at_the_fin
     assert schedule(50) == pytest.approx(0.22)
     assert schedule(25) == pytest.approx(0.4 - 0.18 * (1 + math.cos(math.pi / 4)))
     assert schedule(100) == pytest.approx(0.4) and schedule(150) == pytest.approx(0.4)
+
+
+def test_lr_final_is_dinos_min_lr_after_its_warmup_from_zero() -> None:
+    """DINO's lr_schedule: linspace(0, lr, warm-up steps), then a cosine to min_lr (1e-6), per
+    step. `lr_final` with a warm-up from 0 that ends at the peak gives it value for value."""
+    epochs, per_epoch, lr, min_lr = 20, 13, 0.0005 * 512 / 256, 1e-6
+    config = build_config(
+        [
+            {
+                "epochs": epochs,
+                "lr": lr,
+                "lr_final": min_lr,
+                "warmup_epochs": 4,
+                "warmup_start_lr": 0.0,
+                "warmup_ends_at_peak": True,
+                "schedule_interval": "step",
+            }
+        ]
+    )
+    schedule, per_unit = schedule_from_config(config, total_steps=epochs * per_epoch)
+    assert per_unit == 1
+    expected = _dino_cosine_scheduler(lr, min_lr, epochs, per_epoch, warmup_epochs=4)
+    for step, value in enumerate(expected):
+        assert lr * schedule(step) == pytest.approx(float(value), rel=1e-9, abs=1e-15)
+    assert lr * schedule(epochs * per_epoch) == pytest.approx(min_lr)
 
 
 def _run(tmp_path: Path, **values: object) -> StepRecorder:
