@@ -37,15 +37,13 @@ def _torch_global(grads: list[Tensor], max_norm: float) -> list[Tensor]:
 
 
 def _dino_per_parameter(grads: list[Tensor], clip: float) -> list[Tensor]:
-    """facebookresearch/dino utils.py `clip_gradients`, over gradients instead of a model."""
+    """DINO's per-parameter rule, one gradient at a time with a Python branch: a gradient whose
+    norm n exceeds the clip is scaled by clip / (n + 1e-6), the others are left alone."""
     clipped = []
     for grad in grads:
-        g = grad.clone()
-        param_norm = g.norm(2)
-        clip_coef = clip / (param_norm + 1e-6)
-        if clip_coef < 1:
-            g.mul_(clip_coef)
-        clipped.append(g)
+        norm = float(torch.linalg.vector_norm(grad))
+        factor = clip / (norm + 1e-6)
+        clipped.append(grad * factor if factor < 1 else grad.clone())
     return clipped
 
 

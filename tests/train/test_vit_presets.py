@@ -129,10 +129,12 @@ def test_the_backbone_is_moco_v3s_vit_small_with_12_heads() -> None:
 
 
 def _moco_v3_lr(epoch: float, lr: float, warmup_epochs: int, epochs: int) -> float:
-    """main_moco.py adjust_learning_rate, transcribed."""
-    if epoch < warmup_epochs:
-        return lr * epoch / warmup_epochs
-    return lr * 0.5 * (1.0 + math.cos(math.pi * (epoch - warmup_epochs) / (epochs - warmup_epochs)))
+    """MoCo v3's lr at a fractional epoch (main_moco.py `adjust_learning_rate`, set every
+    iteration): lr·epoch/warmup during the warm-up, then a half cosine from lr to 0."""
+    if epoch >= warmup_epochs:
+        progress = (epoch - warmup_epochs) / (epochs - warmup_epochs)
+        return lr * (1 + math.cos(math.pi * progress)) / 2
+    return lr * epoch / warmup_epochs
 
 
 def test_the_lr_of_every_step_is_moco_v3s_adjust_learning_rate() -> None:

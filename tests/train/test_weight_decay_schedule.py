@@ -22,21 +22,20 @@ from .test_resume import _StopAfterFirstEpoch, _weights
 
 
 def _dino_cosine_scheduler(
-    base_value, final_value, epochs, niter_per_ep, warmup_epochs=0, start_warmup_value=0
-):
-    """facebookresearch/dino utils.py `cosine_scheduler`, transcribed (its lr_schedule with
-    min_lr as final_value, and its wd_schedule without warm-up)."""
-    warmup_schedule = np.array([])
-    warmup_iters = warmup_epochs * niter_per_ep
-    if warmup_epochs > 0:
-        warmup_schedule = np.linspace(start_warmup_value, base_value, warmup_iters)
-    iters = np.arange(epochs * niter_per_ep - warmup_iters)
-    schedule = final_value + 0.5 * (base_value - final_value) * (
-        1 + np.cos(np.pi * iters / len(iters))
-    )
-    schedule = np.concatenate((warmup_schedule, schedule))
-    assert len(schedule) == epochs * niter_per_ep
-    return schedule
+    base: float, final: float, epochs: int, per_epoch: int, warmup_epochs: int = 0
+) -> list[float]:
+    """DINO's per-step schedule (utils.py `cosine_scheduler`, its lr_schedule with min_lr as
+    `final` and its wd_schedule without warm-up), from its formula: W = warmup_epochs·per_epoch
+    steps evenly spaced from 0 to `base` inclusive, then for the remaining N steps
+    final + ½(base − final)(1 + cos(π·i/N)), i = 0..N−1."""
+    warmup = warmup_epochs * per_epoch
+    ramp = np.linspace(0.0, base, warmup) if warmup else np.zeros(0)
+    decay_steps = epochs * per_epoch - warmup
+    decay = [
+        final + (base - final) * (1 + math.cos(math.pi * i / decay_steps)) / 2
+        for i in range(decay_steps)
+    ]
+    return [*ramp.tolist(), *decay]
 
 
 def test_the_schedule_is_dinos_wd_schedule_step_by_step() -> None:
