@@ -16,10 +16,10 @@ from ..data import canonical_name, default_cache_dir, holdout_split
 from ..data.datasets import Stats
 from ..data.presets import DataRecipe
 from ..methods import Method
-from ..models.backbones import BACKBONES, Backbone, build_backbone
-from ..models.library_backbones import LIBRARIES, check_library_backbone, split_name
+from ..models.backbones import Backbone, build_backbone
 from ..models.weights import weight_mismatch
-from ..train.config import PretrainConfig
+from ..train.backbone_config import check_backbone
+from ..train.config import ConfigError, PretrainConfig
 from ..train.factory import method_from_config
 from .data import Images, load_split
 from .errors import EvaluationError
@@ -172,24 +172,12 @@ def _random_encoder(
 
 
 def _check_random_backbone(spec: str, name: str, options: dict[str, Any]) -> None:
-    """EvaluationError (one line) unless `name` is a built-in backbone without options, or a
-    library model that `options` build (checked on the meta device, without weights)."""
-    if split_name(name) is not None:
-        try:
-            check_library_backbone(name, options)
-        except ValueError as error:
-            raise EvaluationError(f"{spec}: {_one_line(error)}") from None
-        return
-    libraries = ", ".join(f"{library}/<name>" for library in LIBRARIES)
-    if name not in BACKBONES:
-        raise EvaluationError(
-            f"{spec}: unknown backbone {name!r}; valid: {', '.join(BACKBONES)}, {libraries}"
-        )
-    if options:
-        key = next(iter(options))
-        raise EvaluationError(
-            f"backbone.{key}={options[key]!r}: backbone options apply to {libraries}, not {name}"
-        )
+    """EvaluationError (one line) unless `name` and `options` build a backbone, checked as
+    pretraining checks them (library models on the meta device, without weights)."""
+    try:
+        check_backbone(name, options, init_from=None)
+    except ConfigError as error:
+        raise EvaluationError(f"{spec}: {error}") from None
 
 
 def _checkpoint_encoder(

@@ -88,7 +88,9 @@ class PretrainModule(L.LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         total_steps = int(self.trainer.estimated_stepping_batches)
         optimizer, scheduler = optimization_from_config(
-            self.config, self.method.param_groups(self.config.fixed_predictor_lr), total_steps
+            self.config,
+            self.method.param_groups(self.config.fixed_predictor_lr),
+            total_steps,
         )
         self.weight_decay_schedule = weight_decay_schedule(self.config, total_steps)
         return {
