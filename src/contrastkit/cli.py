@@ -495,7 +495,12 @@ def build_parser() -> argparse.ArgumentParser:
         "trained on, print one line of results and write them as JSON. Options override the "
         "preset's; key=value sets any option of the protocol.",
     )
-    evaluate.add_argument("--checkpoint", required=True, help="a .ckpt, or random:<backbone>")
+    evaluate.add_argument(
+        "--checkpoint",
+        required=True,
+        help="a .ckpt, or random:<backbone> (a built-in name, timm/<name> or torchvision/<name>, "
+        "whose keyword arguments are backbone.<kwarg>=value)",
+    )
     evaluate.add_argument(
         "--protocol",
         required=True,

@@ -85,15 +85,27 @@ def _record_losses(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     return losses
 
 
-@pytest.mark.parametrize("method", ["simclr", "dino"])  # DINO: monitors, centre, freeze
+@pytest.mark.parametrize(
+    ("method", "extra"),
+    [
+        ("simclr", {}),
+        ("simclr", {"grad_clip": 0.05}),
+        (
+            "simclr",
+            {"grad_clip": 0.05, "grad_clip_mode": "per_parameter", "weight_decay_final": 0.4},
+        ),
+        ("dino", {"freeze_last_layer_steps": 3}),  # monitors, centre, freeze
+    ],
+    ids=["plain", "clip-global", "clip-per-parameter-wd-schedule", "dino"],
+)
 def test_a_step_reads_back_one_value_and_its_figures_every_n_steps(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, method: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, method: str, extra: dict[str, object]
 ) -> None:
+    """Gradient clipping, the weight-decay schedule and DINO add no readback."""
     losses = _record_losses(monkeypatch)
     readbacks = _Readbacks(monkeypatch)
     counter = _PerStep(readbacks)
     every = 4
-    extra = {"freeze_last_layer_steps": 3} if method == "dino" else {}
     config = small_config(
         tmp_path, method=method, log_every_n_steps=every, progress=True, probe=True, **extra
     )

@@ -3,6 +3,8 @@ backbone, together with the facts of the data it is evaluated on."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,16 +16,18 @@ from ..data import canonical_name, default_cache_dir, holdout_split
 from ..data.datasets import Stats
 from ..data.presets import DataRecipe
 from ..methods import Method
-from ..models.backbones import BACKBONES, Backbone, build_backbone
+from ..models.backbones import Backbone, build_backbone
 from ..models.weights import weight_mismatch
-from ..train.config import PretrainConfig
+from ..train.backbone_config import check_backbone
+from ..train.config import ConfigError, PretrainConfig
 from ..train.factory import method_from_config
 from .data import Images, load_split
 from .errors import EvaluationError
 from .resolution import check_view, resize_center_crop
 
 RANDOM_PREFIX = "random:"
-"""`random:<backbone>` specs name an untrained backbone: the floor every method should beat."""
+"""`random:<backbone>` specs name an untrained backbone: the floor every method should beat.
+The backbone is a built-in name, `timm/<name>` or `torchvision/<name>` (with keyword arguments)."""
 
 _METADATA = ("config", "channels", "image_size", "num_classes")
 
@@ -33,7 +37,8 @@ class Encoder:
     """A backbone, its projector (None for random and supervised encoders), and the data facts.
 
     `identity` names the weights in the feature cache: the checkpoint's resolved path, mtime and
-    size, or `random:<backbone>:<seed>`, and the network and view when not the defaults. `resize`
+    size, or `random:<backbone>:<seed>` (and its keyword arguments, if any), and the network and
+    view when not the defaults. `resize`
     is the `image_size` to load the data with (as in pretraining; None keeps the stored size).
     `network` is `online` or `target` (the EMA target's backbone and projector); `view` is the
     evaluation images' (resize, centre crop) sides, (0, 0) for the images as trained.
@@ -98,21 +103,30 @@ def load_encoder(
     encoder: str = "online",
     resize: int = 0,
     crop: int = 0,
+    backbone_options: Mapping[str, Any] | None = None,
 ) -> Encoder:
     """The encoder `spec` names: a checkpoint path or `random:<backbone>`, in eval mode.
 
     `dataset` and `data_dir` default to the checkpoint's pretraining data (digits for random
-    backbones, initialised from `seed`). `encoder="target"` takes the EMA target's networks (a
-    method without one is an error); `resize` and `crop` set the evaluation view (0: as
-    trained). Raises EvaluationError naming the file and the problem.
+    backbones, initialised from `seed`; `backbone_options` are a `random:timm/<name>` or
+    `random:torchvision/<name>` model's keyword arguments). `encoder="target"` takes the EMA
+    target's networks (a method without one is an error); `resize` and `crop` set the evaluation
+    view (0: as trained). Raises EvaluationError naming the file and the problem.
     """
     view, network = check_view(resize, crop), encoder
     if network not in ("online", "target"):
         raise EvaluationError(f"encoder={network!r}: valid: online, target")
+    options = dict(backbone_options or {})
     if spec.startswith(RANDOM_PREFIX):
         if network == "target":
             raise EvaluationError(f"{spec}: a random backbone has no EMA target; use online")
-        loaded = _random_encoder(spec, dataset or "digits", data_dir, seed)
+        loaded = _random_encoder(spec, dataset or "digits", data_dir, seed, options)
+    elif options:
+        key = next(iter(options))
+        raise EvaluationError(
+            f"backbone.{key}={options[key]!r}: backbone options apply to random:<backbone> "
+            f"encoders; {spec} rebuilds the backbone it was trained with"
+        )
     else:
         loaded = _checkpoint_encoder(spec, dataset, data_dir, network)
     if view != (0, 0):
@@ -125,21 +139,26 @@ def load_encoder(
     return loaded
 
 
-def _random_encoder(spec: str, dataset: str, data_dir: str | None, seed: int) -> Encoder:
+def _random_encoder(
+    spec: str, dataset: str, data_dir: str | None, seed: int, options: dict[str, Any]
+) -> Encoder:
     name = spec.removeprefix(RANDOM_PREFIX)
-    if name not in BACKBONES:
-        raise EvaluationError(f"{spec}: unknown backbone {name!r}; valid: {', '.join(BACKBONES)}")
+    _check_random_backbone(spec, name, options)  # before any data is read
     cache_dir = default_cache_dir()
     image_size, channels, num_classes, normalization = _data_facts(dataset, data_dir, cache_dir)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        backbone = build_backbone(name, image_size, channels)
+        try:
+            backbone = build_backbone(name, image_size, channels, options)
+        except ValueError as error:  # keyword arguments that do not fit these images' channels
+            raise EvaluationError(f"{spec}: {_one_line(error)}") from None
+    arguments = f"|{json.dumps(options, sort_keys=True)}" if options else ""
     return Encoder(
         backbone=backbone,
         projector=None,
         spec=spec,
         checkpoint=None,
-        identity=f"{RANDOM_PREFIX}{name}:{seed}",
+        identity=f"{RANDOM_PREFIX}{name}:{seed}{arguments}",
         method=None,
         dataset=canonical_name(dataset),
         data_dir=data_dir,
@@ -150,6 +169,15 @@ def _random_encoder(spec: str, dataset: str, data_dir: str | None, seed: int) ->
         num_classes=num_classes,
         normalization=normalization,
     )
+
+
+def _check_random_backbone(spec: str, name: str, options: dict[str, Any]) -> None:
+    """EvaluationError (one line) unless `name` and `options` build a backbone, checked as
+    pretraining checks them (library models on the meta device, without weights)."""
+    try:
+        check_backbone(name, options, init_from=None)
+    except ConfigError as error:
+        raise EvaluationError(f"{spec}: {error}") from None
 
 
 def _checkpoint_encoder(

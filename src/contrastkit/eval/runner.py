@@ -24,6 +24,8 @@ from .presets import PRESETS, resolve
 from .progress import reporting
 from .sweep import sweep_protocol
 
+BACKBONE_PREFIX = "backbone."
+
 
 def default_out(
     spec: str,
@@ -36,8 +38,8 @@ def default_out(
     """`<checkpoint dir>/eval_<protocol>_<features>_<dataset>[-<hash>].json` (in
     `runs/random-<backbone>/` for random backbones), so evaluations on other data never
     overwrite each other: the hash names the data folder and the held-out fraction, if any."""
-    if spec.startswith(RANDOM_PREFIX):
-        folder = Path("runs") / f"random-{spec.removeprefix(RANDOM_PREFIX)}"
+    if spec.startswith(RANDOM_PREFIX):  # random:timm/<name> in runs/random-timm-<name>/
+        folder = Path("runs") / f"random-{spec.removeprefix(RANDOM_PREFIX).replace('/', '-')}"
     else:
         folder = Path(spec).expanduser().parent
     name = f"eval_{protocol}_{features}_{canonical_name(dataset)}"
@@ -72,9 +74,13 @@ def evaluate(
 
     The splits are checked before any work. `holdout_fraction` evaluates on the last fraction
     of each class of the training split (training on the rest), for data without a test split;
-    `progress` reports feature extraction and classifier epochs on stderr.
+    `progress` reports feature extraction and classifier epochs on stderr. Options named
+    `backbone.<kwarg>` are keyword arguments of a `random:timm/<name>` or
+    `random:torchvision/<name>` backbone (as in pretraining).
     """
     preset = protocol if protocol in PRESETS else None
+    backbone_options = _backbone_options(options)
+    options = {k: v for k, v in options.items() if not k.startswith(BACKBONE_PREFIX)}
     protocol, features, options = resolve(protocol, features, options)
     settings = protocol_options(protocol, options)
     network, own = split_network(settings)
@@ -85,7 +91,9 @@ def evaluate(
     splits = ("train",) if holdout_fraction is not None else ("train", "test")
     if dataset is not None:  # before a random backbone reads the data for its input size
         _check_splits(dataset, data_dir, splits)
-    encoder = load_encoder(spec, dataset, data_dir, seed=seed, **network)
+    encoder = load_encoder(
+        spec, dataset, data_dir, seed=seed, backbone_options=backbone_options, **network
+    )
     _check_splits(encoder.dataset, encoder.data_dir, splits)
     encoder.holdout = holdout_fraction
     require_features(encoder, features)
@@ -109,6 +117,7 @@ def evaluate(
         "checkpoint": encoder.spec,
         "method": encoder.method,
         "backbone": encoder.backbone.name,
+        "backbone_options": backbone_options,
         "encoder": encoder.network,
         "dataset": encoder.dataset,
         "data_dir": str(Path(encoder.data_dir).expanduser().resolve())
@@ -124,6 +133,18 @@ def evaluate(
     }
     atomic_write_json(path, record)
     return record
+
+
+def _backbone_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The `backbone.<kwarg>=value` options as {kwarg: value}, values read as pretraining reads
+    them (numbers and booleans from text)."""
+    from ..train.config import parse_value
+
+    return {
+        key.removeprefix(BACKBONE_PREFIX): parse_value(key, value)
+        for key, value in options.items()
+        if key.startswith(BACKBONE_PREFIX)
+    }
 
 
 def _check_splits(dataset: str, data_dir: str | None, splits: tuple[str, ...]) -> None:

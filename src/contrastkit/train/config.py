@@ -17,6 +17,7 @@ from typing import Any
 
 from ..errors import ContrastkitError
 from ..names import BACKBONE_NAMES, METHOD_NAMES, OPTIMIZER_NAMES
+from .optim_options import check_clip_and_weight_decay
 from .options import check_head_options, check_optimisation_options
 
 PRECISIONS = ("auto", "32", "bf16", "16")
@@ -242,6 +243,24 @@ class PretrainConfig:
         metadata={"help": "biases on the predictor's Linear layers (default: unless a BN follows)"},
     )
     # [optimisation options]
+    grad_clip: float | None = field(
+        default=None,
+        metadata={"help": "clip gradients to this norm before each optimiser step (None: off)"},
+    )
+    grad_clip_mode: str = field(
+        default="global",
+        metadata={
+            "help": "global: one norm over all gradients (torch's clip_grad_norm_); "
+            "per_parameter: each parameter's gradient on its own (DINO)"
+        },
+    )
+    weight_decay_final: float | None = field(
+        default=None,
+        metadata={
+            "help": "weight decay follows a per-step cosine from weight_decay to this (DINO: "
+            "0.04 to 0.4; None: constant)"
+        },
+    )
     schedule: str = field(
         default="cosine", metadata={"help": "lr after warm-up: cosine, constant or step"}
     )
@@ -439,6 +458,7 @@ class PretrainConfig:
         # [head checks]
         check_head_options(self)
         # [optimisation checks]
+        check_clip_and_weight_decay(self)
         check_optimisation_options(self)
         # [method checks]
         from ..methods.options import check_centering_options, check_method_options

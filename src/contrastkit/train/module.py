@@ -21,12 +21,14 @@ from torch.nn.parallel import DistributedDataParallel
 from .. import __version__
 from ..methods import Method, StepOutput
 from ..methods.monitor import FeatureRank
+from .clipping import clip_gradients
 from .config import PretrainConfig
 from .data import EpochBatches, PretrainData, epoch_seed
 from .errors import NonFiniteLossError
 from .grad_cache import cached_forward
 from .optim import optimization_from_config
 from .probe import OnlineProbe, topk_correct
+from .weight_decay import WeightDecaySchedule, weight_decay_schedule
 
 
 class PretrainModule(L.LightningModule):
@@ -51,6 +53,7 @@ class PretrainModule(L.LightningModule):
         self._resume_position: dict[str, Any] | None = None
         self.skipped_nonfinite = 0  # optimiser steps skipped for a non-finite loss or gradient
         self.feature_rank = FeatureRank()  # collapse monitor over the epoch's probe features
+        self.weight_decay_schedule: WeightDecaySchedule | None = None
 
     # --- data ---------------------------------------------------------------------------
 
@@ -83,15 +86,26 @@ class PretrainModule(L.LightningModule):
     # --- optimisation -------------------------------------------------------------------
 
     def configure_optimizers(self) -> dict[str, Any]:
+        total_steps = int(self.trainer.estimated_stepping_batches)
         optimizer, scheduler = optimization_from_config(
             self.config,
             self.method.param_groups(self.config.fixed_predictor_lr),
-            int(self.trainer.estimated_stepping_batches),
+            total_steps,
         )
+        self.weight_decay_schedule = weight_decay_schedule(self.config, total_steps)
         return {
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
         }
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Clip the gradients and set this step's weight decay. Lightning calls this inside
+        `optimizer.step()`: after the non-finite check and, under fp16, after the grad scaler
+        has unscaled the gradients, so the clip norm is in true units."""
+        if self.config.grad_clip is not None:
+            clip_gradients(self._gradients(), self.config.grad_clip, self.config.grad_clip_mode)
+        if self.weight_decay_schedule is not None:
+            self.weight_decay_schedule.apply(optimizer, self.global_step)
 
     def on_fit_start(self) -> None:
         if self.data.val_note:

@@ -101,15 +101,16 @@ def split_decay_groups(
     exclude_bias_norm: bool = True,
     **group_options: object,
 ) -> list[dict]:
-    """Two parameter groups: weights with `weight_decay`, and biases/norms without it (and
-    without LARS scaling); `exclude_bias_norm=False` keeps every parameter in the first."""
+    """Two parameter groups: weights with `weight_decay` (marked `decays`, for a weight-decay
+    schedule), and biases/norms without it (and without LARS scaling); `exclude_bias_norm=False`
+    keeps every parameter in the first."""
     decay, no_decay = [], []
     for name, param in named_params:
         if param.requires_grad:
             excluded = exclude_bias_norm and is_no_decay(name, param)
             (no_decay if excluded else decay).append(param)
     groups = [
-        {"params": decay, "weight_decay": weight_decay, **group_options},
+        {"params": decay, "weight_decay": weight_decay, "decays": True, **group_options},
         {"params": no_decay, "weight_decay": 0.0, "lars_exclude": True, **group_options},
     ]
     return [g for g in groups if g["params"]]
