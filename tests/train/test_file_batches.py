@@ -16,6 +16,7 @@ from contrastkit import cli
 from contrastkit.data.augment import BatchAugment
 from contrastkit.data.bad_files import BadFiles, TooManyBadFilesError
 from contrastkit.data.datasets import StreamingImages
+from contrastkit.data.file_loader import FileBatchFinisher, collate_files, file_samples
 from contrastkit.train.config import ConfigError, build_config
 from contrastkit.train.data import EpochBatches
 from contrastkit.train.run import pretrain
@@ -171,3 +172,17 @@ def test_cli_stops_with_one_line_past_max_bad_fraction(
 def test_bad_loading_options_are_one_line(key: str, value: object, message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
         build_config([{"dataset": "digits", key: value}])
+
+
+def test_a_short_batch_is_topped_up_for_equal_rows_across_ranks(folder: Path) -> None:
+    """With fill_to (multi-device runs) the readable samples repeat up to the batch size."""
+    images = _streaming(folder)
+    bad_index = next(i for i, p in enumerate(images.paths) if p.endswith(BAD[0]))
+    samples = file_samples(images, "bytes")
+    batch = collate_files([samples[i] for i in (0, bad_index, 1, 2)])
+    finisher = FileBatchFinisher(images.paths, torch.device("cpu"), BadFiles(22, 0.5), fill_to=4)
+    pixels, labels, sizes = finisher(batch)
+    assert len(labels) == 4 and labels[3] == labels[0]
+    assert torch.equal(pixels[3], pixels[0]) and torch.equal(sizes[3], sizes[0])
+    shrunk = FileBatchFinisher(images.paths, torch.device("cpu"), BadFiles(22, 0.5))(batch)
+    assert len(shrunk[1]) == 3  # one device: the batch just loses the unreadable file

@@ -315,11 +315,13 @@ class PretrainConfig:
         metadata={"help": "mean or sum of the view pairs' losses (None: the method's)"},
     )
     # [data options]
+    # bytes loaded a 400x300 JPEG folder 3.1x (0 workers) and 1.3x (2) faster than pil on the
+    # shared 2-core CPU (benchmarks/README.md, loader.py), and crops see the whole image.
     decode: str = field(
-        default="pil",
+        default="bytes",
         metadata={
-            "help": "streamed folders: pil (workers decode, resize, centre-crop) or bytes "
-            "(workers read files; decoded whole on the training device, crops from whole images)"
+            "help": "streamed folders: bytes (workers read files; decoded whole on the training "
+            "device, crops from whole images) or pil (workers decode, resize, centre-crop)"
         },
     )
     max_side: int | None = field(
