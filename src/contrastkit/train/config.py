@@ -315,8 +315,8 @@ class PretrainConfig:
         metadata={"help": "mean or sum of the view pairs' losses (None: the method's)"},
     )
     # [data options]
-    # bytes loaded a 400x300 JPEG folder 3.1x (0 workers) and 1.3x (2) faster than pil on the
-    # shared 2-core CPU (benchmarks/README.md, loader.py), and crops see the whole image.
+    # bytes loaded a 400x300 JPEG folder 2.6-3.1x (0 workers) and 1.3-1.6x (2) faster than pil
+    # on the shared 2-core CPU (benchmarks/README.md, loader.py), and crops see the whole image.
     decode: str = field(
         default="bytes",
         metadata={
