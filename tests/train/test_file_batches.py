@@ -49,7 +49,9 @@ def _streaming(folder: Path) -> StreamingImages:
     return StreamingImages(paths, labels, ["c0", "c1"], image_size=16)
 
 
-def _batches(images: StreamingImages, decode: str, bad: BadFiles) -> list[tuple[torch.Tensor, ...]]:
+def _batches(
+    images: StreamingImages, decode: str, bad: BadFiles, workers: int = 0
+) -> list[tuple[torch.Tensor, ...]]:
     batches = EpochBatches(
         images,
         4,
@@ -57,7 +59,7 @@ def _batches(images: StreamingImages, decode: str, bad: BadFiles) -> list[tuple[
         seed=0,
         epoch=lambda: 0,
         shuffle=False,
-        workers=0,
+        workers=workers,
         decode=decode,
         bad_files=bad,
     )
@@ -68,10 +70,11 @@ def _bad_names(pairs) -> set[str]:
     return {"/".join(Path(path).parts[-2:]) for path, *_ in pairs}
 
 
-def test_bytes_batches_hold_whole_images_with_their_sizes(folder: Path) -> None:
+@pytest.mark.parametrize("workers", [0, 2])
+def test_bytes_batches_hold_whole_images_with_their_sizes(folder: Path, workers: int) -> None:
     images = _streaming(folder)
     bad = BadFiles(len(images), 0.5)
-    batches = _batches(images, "bytes", bad)
+    batches = _batches(images, "bytes", bad, workers)
     good = [p for p in images.paths if "img" in p]
     assert sum(len(b[1]) for b in batches) == len(good)
     assert _bad_names(bad.as_list()) == set(BAD)
