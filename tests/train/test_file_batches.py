@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import lightning as L
 import numpy as np
 import pytest
 import torch
@@ -189,3 +190,27 @@ def test_a_short_batch_is_topped_up_for_equal_rows_across_ranks(folder: Path) ->
     assert torch.equal(pixels[3], pixels[0]) and torch.equal(sizes[3], sizes[0])
     shrunk = FileBatchFinisher(images.paths, torch.device("cpu"), BadFiles(22, 0.5))(batch)
     assert len(shrunk[1]) == 3  # one device: the batch just loses the unreadable file
+
+
+class _StopAfterFirstEpoch(L.Callback):
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        trainer.should_stop = True
+
+
+def test_resume_keeps_the_bad_files_and_reproduces_the_whole_image_run(
+    tmp_path: Path, folder: Path
+) -> None:
+    """The bad-file list survives --resume (each file counted once), and the resumed run from
+    bytes ends with the weights of an uninterrupted one."""
+    values = {"epochs": 2, "decode": "bytes", "max_bad_fraction": 0.1}
+    straight = pretrain(_config(tmp_path / "straight", folder, **values))
+    pretrain(_config(tmp_path / "stopped", folder, **values), callbacks=[_StopAfterFirstEpoch()])
+    first = torch.load(tmp_path / "stopped" / "run" / "last.ckpt", weights_only=True)
+    assert _bad_names(first["contrastkit"]["bad_files"]) == set(BAD)
+    resumed = pretrain(_config(tmp_path / "stopped", folder, resume=True, **values))
+    final = torch.load(resumed.checkpoint, weights_only=True)
+    assert _bad_names(final["contrastkit"]["bad_files"]) == set(BAD)
+    assert len(final["contrastkit"]["bad_files"]) == 2 == resumed.metrics["train/bad_files"]
+    expected = torch.load(straight.checkpoint, weights_only=True)["state_dict"]
+    for name, weight in final["state_dict"].items():
+        torch.testing.assert_close(weight, expected[name], rtol=0, atol=0, msg=name)
