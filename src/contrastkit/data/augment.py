@@ -56,6 +56,7 @@ _QUARTER_TURN = torch.tensor([[0, 0, 0], [0, 0, -1], [0, 1, 0]], dtype=torch.flo
 _HUE_SINE = (torch.linalg.inv(_YIQ) @ _QUARTER_TURN @ _YIQ).float()
 _CROP_ATTEMPTS = 10  # as torchvision's RandomResizedCrop
 _TV_LUMA = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale weights
+_PAD_MARGIN = 1e-3  # pixels kept between a padded image's edge samples and its padding
 
 # Columns of the per-sample uniform draws of one view (one ``torch.rand`` call per view).
 _AREA = slice(0, _CROP_ATTEMPTS)
@@ -180,12 +181,24 @@ class BatchAugment(nn.Module):
                 tensor = None if values is None else torch.tensor(values).view(1, -1, 1, 1)
                 self.register_buffer(f"_{name}{index}", tensor, persistent=False)
 
-    def forward(self, images: Tensor, generator: torch.Generator | None = None) -> list[Tensor]:
-        """One float32 tensor per view spec; ``images`` is a uint8 (B, C, H, W) batch."""
+    def forward(
+        self,
+        images: Tensor,
+        generator: torch.Generator | None = None,
+        sizes: Tensor | None = None,
+    ) -> list[Tensor]:
+        """One float32 tensor per view spec; ``images`` is a uint8 (B, C, H, W) batch.
+
+        ``sizes`` (B, 2) gives each sample's own (height, width) when whole images of different
+        sizes travel padded in one batch, each in its top-left corner: every crop box is then
+        drawn inside its own image and sampling never reads the padding.
+        """
         if images.dtype != torch.uint8 or images.dim() != 4:
             raise ValueError(
                 f"expected a uint8 (B, C, H, W) batch, got {images.dtype} {images.shape}"
             )
+        if sizes is not None and sizes.shape != (images.shape[0], 2):  # values: no device sync
+            raise ValueError(f"sizes must be ({images.shape[0]}, 2), got {tuple(sizes.shape)}")
         channels = images.shape[1]
         if channels not in (1, 3):
             raise ValueError(f"expected 1 or 3 channels, got {channels}")
@@ -193,10 +206,12 @@ class BatchAugment(nn.Module):
             if spec.mean is not None and len(spec.mean) not in (1, channels):
                 raise ValueError(f"mean/std have {len(spec.mean)} channels, images {channels}")
         pixels = images.to(torch.float32, memory_format=torch.contiguous_format)
-        return [self._view(pixels, index, generator) for index in range(len(self.views))]
+        return [self._view(pixels, index, generator, sizes) for index in range(len(self.views))]
 
-    def _view(self, pixels: Tensor, index: int, generator: torch.Generator | None) -> Tensor:
-        """View ``index`` of float pixels in [0, 255]."""
+    def _view(
+        self, pixels: Tensor, index: int, generator: torch.Generator | None, sizes: Tensor | None
+    ) -> Tensor:
+        """View ``index`` of float pixels in [0, 255] (each sample ``sizes`` large, if given)."""
         spec = self.views[index]
         batch, channels, height, width = pixels.shape
         draw_device = generator.device if generator is not None else torch.device("cpu")
@@ -214,8 +229,11 @@ class BatchAugment(nn.Module):
             ]
         blurred, draws = (t.to(pixels.device, non_blocking=True) for t in (blurred, draws))
 
+        if sizes is not None:
+            sizes = sizes.to(pixels.device)
+            height, width = sizes[:, 0], sizes[:, 1]
         boxes = _crop_boxes(draws, height, width, spec)
-        out = resized_crop(pixels, boxes, spec.hw, flip=draws[:, _FLIP] < spec.flip_p)
+        out = resized_crop(pixels, boxes, spec.hw, flip=draws[:, _FLIP] < spec.flip_p, sizes=sizes)
         if spec.has_colour and spec.jitter_mode == "linear":
             factors, hue, order, gray = _colour_params(draws, spec)
             mean = out.mean(dim=(2, 3)).mul_(1.0 / 255.0)
@@ -247,18 +265,22 @@ def resized_crop(
     boxes: Tensor,
     size: int | tuple[int, int],
     flip: Tensor | None = None,
+    sizes: Tensor | None = None,
 ) -> Tensor:
     """Crop each image to its box, mirror it where ``flip``, and resize it bilinearly to ``size``.
 
     ``images`` is float (B, C, H, W); ``boxes`` is (B, 4) as (x0, y0, width, height) in pixel
     units, where pixel (i, j) covers [j, j + 1] × [i, i + 1]. One ``grid_sample`` does all three.
+    ``sizes`` (B, 2): each image's (height, width) in the top-left corner of a padded batch;
+    sampling is clamped inside it, as border padding would clamp it for the image alone.
     The sampling grid is the affine one of ``F.affine_grid``, built from its separable x and y
     parts: on CPU, ``affine_grid``'s batched matmul took longer than the sampling itself.
     """
     out_h, out_w = (size, size) if isinstance(size, int) else size
     x0, y0, box_w, box_h = boxes.to(images.dtype).unbind(1)
-    grid_x = _sample_coords(x0, box_w, images.shape[3], out_w, flip)
-    grid_y = _sample_coords(y0, box_h, images.shape[2], out_h, None)
+    own_h, own_w = (None, None) if sizes is None else sizes.to(images.dtype).unbind(1)
+    grid_x = _sample_coords(x0, box_w, images.shape[3], out_w, flip, own_w)
+    grid_y = _sample_coords(y0, box_h, images.shape[2], out_h, None, own_h)
     shape = (len(images), out_h, out_w, 1)
     grid = torch.cat(
         [grid_x[:, None, :, None].expand(shape), grid_y[:, :, None, None].expand(shape)], 3
@@ -267,35 +289,59 @@ def resized_crop(
 
 
 def _sample_coords(
-    start: Tensor, length: Tensor, extent: int, n: int, flip: Tensor | None
+    start: Tensor,
+    length: Tensor,
+    extent: int,
+    n: int,
+    flip: Tensor | None,
+    own: Tensor | None = None,
 ) -> Tensor:
     """(B, n) grid_sample coordinates of n cell centres spread over [start, start + length].
 
     Reversed where ``flip``; ``extent`` is the input side (align_corners=False convention).
+    ``own`` (B,): each image's side inside a padded batch; coordinates stay within its first
+    and last pixel centres (a hair inside, so the padding gets no bilinear weight at all).
     """
     centres = (torch.arange(n, device=start.device, dtype=start.dtype) + 0.5) / n
     if flip is not None:
         centres = torch.where(flip.unsqueeze(1), 1.0 - centres, centres)
     pixels = start.unsqueeze(1) + length.unsqueeze(1) * centres
+    if own is not None:
+        pixels = pixels.clamp(min=0.5).minimum((own - 0.5 - _PAD_MARGIN).unsqueeze(1))
     return pixels * (2.0 / extent) - 1.0
 
 
-def _crop_boxes(draws: Tensor, height: int, width: int, spec: ViewSpec) -> Tensor:
-    """RandomResizedCrop boxes (x0, y0, w, h): torchvision's 10 tries, then its centre fallback."""
+def _crop_boxes(draws: Tensor, height: int | Tensor, width: int | Tensor, spec: ViewSpec) -> Tensor:
+    """RandomResizedCrop boxes (x0, y0, w, h): torchvision's 10 tries, then its centre fallback.
+
+    ``height`` and ``width`` are the input's sides, or (B,) tensors of each sample's own sides.
+    """
+    if isinstance(height, Tensor) and isinstance(width, Tensor):
+        height, width = height.to(draws.dtype), width.to(draws.dtype)
+        h_col, w_col = height.unsqueeze(1), width.unsqueeze(1)
+    else:
+        h_col, w_col = height, width
     log_lo, log_hi = math.log(spec.ratio[0]), math.log(spec.ratio[1])
-    area = height * width * (spec.scale[0] + (spec.scale[1] - spec.scale[0]) * draws[:, _AREA])
+    area = h_col * w_col * (spec.scale[0] + (spec.scale[1] - spec.scale[0]) * draws[:, _AREA])
     aspect = torch.exp(log_lo + (log_hi - log_lo) * draws[:, _LOG_RATIO])
     box_w, box_h = torch.sqrt(area * aspect), torch.sqrt(area / aspect)
-    fits = (box_w <= width) & (box_h <= height)
+    fits = (box_w <= w_col) & (box_h <= h_col)
     first = fits.to(torch.uint8).argmax(dim=1, keepdim=True)
     box_w, box_h = box_w.gather(1, first).squeeze(1), box_h.gather(1, first).squeeze(1)
 
-    in_ratio = width / height
-    fallback_w = width if in_ratio <= spec.ratio[1] else height * spec.ratio[1]
-    fallback_h = height if in_ratio >= spec.ratio[0] else width / spec.ratio[0]
     found = fits.any(dim=1)
-    box_w = torch.where(found, box_w, torch.full_like(box_w, fallback_w))
-    box_h = torch.where(found, box_h, torch.full_like(box_h, fallback_h))
+    if isinstance(height, Tensor) and isinstance(width, Tensor):
+        in_ratio = width / height
+        fallback_w = torch.where(in_ratio <= spec.ratio[1], width, height * spec.ratio[1])
+        fallback_h = torch.where(in_ratio >= spec.ratio[0], height, width / spec.ratio[0])
+        box_w = torch.where(found, box_w, fallback_w)
+        box_h = torch.where(found, box_h, fallback_h)
+    else:
+        in_ratio = width / height
+        fallback_w = width if in_ratio <= spec.ratio[1] else height * spec.ratio[1]
+        fallback_h = height if in_ratio >= spec.ratio[0] else width / spec.ratio[0]
+        box_w = torch.where(found, box_w, torch.full_like(box_w, fallback_w))
+        box_h = torch.where(found, box_h, torch.full_like(box_h, fallback_h))
     x0 = (width - box_w) * draws[:, _X0]
     y0 = (height - box_h) * draws[:, _Y0]
     return torch.stack([x0, y0, box_w, box_h], dim=1)

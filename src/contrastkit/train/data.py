@@ -15,6 +15,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
 from ..data.augment import BatchAugment
+from ..data.bad_files import DEFAULT_MAX_BAD_FRACTION, BadFiles
 from ..data.datasets import (
     DatasetNotFoundError,
     InMemoryImages,
@@ -24,6 +25,7 @@ from ..data.datasets import (
     holdout_split,
     load_dataset,
 )
+from ..data.file_loader import FileBatch, FileBatchFinisher, collate_files, file_samples
 from ..data.memory_loader import DeviceBatches
 from ..data.presets import DataRecipe, dataset_preset, load_size
 from ..methods.spec import METHODS
@@ -201,7 +203,8 @@ class EpochBatches:
 
     The epoch is read from `epoch()` at each `iter()`, so a resumed run replays exactly the
     epoch it was interrupted in. In-memory data lives on the device; folders stream through a
-    DataLoader with worker processes.
+    DataLoader with worker processes, decoded there or on the device (``decode``, see
+    ``data.file_loader``); their unreadable files are left out and counted in ``bad_files``.
     """
 
     def __init__(
@@ -215,6 +218,9 @@ class EpochBatches:
         world_size: int = 1,
         shuffle: bool = True,
         workers: int = 2,
+        decode: str = "pil",
+        max_side: int | None = None,
+        bad_files: BadFiles | None = None,
     ):
         self.epoch, self.seed, self.shuffle = epoch, seed, shuffle
         self.rank, self.world_size = rank, world_size
@@ -232,9 +238,20 @@ class EpochBatches:
                 world_size=world_size,
             )
         else:
-            self.source = self._streaming_loader(images, batch_size, workers)
+            self.source = self._streaming_loader(images, batch_size, workers, decode)
+            self.finish = FileBatchFinisher(
+                images.paths,
+                device,
+                bad_files
+                if bad_files is not None
+                else BadFiles(len(images), DEFAULT_MAX_BAD_FRACTION),
+                max_side,
+                fill_to=batch_size if world_size > 1 and shuffle else None,
+            )
 
-    def _streaming_loader(self, images: StreamingImages, batch_size: int, workers: int):
+    def _streaming_loader(
+        self, images: StreamingImages, batch_size: int, workers: int, decode: str
+    ):
         if self.world_size > 1:
             sampler = DistributedSampler(
                 images, self.world_size, self.rank, shuffle=self.shuffle, seed=self.seed
@@ -242,9 +259,10 @@ class EpochBatches:
         else:
             sampler = RandomSampler(images) if self.shuffle else None
         return DataLoader(
-            images,
+            file_samples(images, decode),
             batch_size=batch_size,
             sampler=sampler,
+            collate_fn=collate_files,
             drop_last=self.shuffle,
             num_workers=workers,
             pin_memory=self.device.type == "cuda",
@@ -254,7 +272,7 @@ class EpochBatches:
     def __len__(self) -> int:
         return len(self.source)
 
-    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+    def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
         epoch = self.epoch()
         if isinstance(self.source, DeviceBatches):
             self.source.set_epoch(epoch)
@@ -265,5 +283,11 @@ class EpochBatches:
                 epoch_seed(self.seed, epoch, self.rank)
             )
         skip, self.skip = self.skip, 0
-        for images, labels in itertools.islice(self.source, skip, None):
+        for batch in itertools.islice(self.source, skip, None):
+            if isinstance(batch, FileBatch):  # (images, labels[, sizes]); None: all unreadable
+                finished = self.finish(batch)
+                if finished is not None:
+                    yield finished
+                continue
+            images, labels = batch
             yield images.to(self.device, non_blocking=True), labels.to(self.device)

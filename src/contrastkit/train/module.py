@@ -19,6 +19,7 @@ from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel
 
 from .. import __version__
+from ..data.bad_files import BadFiles
 from ..methods import Method, StepOutput
 from ..methods.monitor import FeatureRank
 from .clipping import clip_gradients
@@ -54,10 +55,13 @@ class PretrainModule(L.LightningModule):
         self.skipped_nonfinite = 0  # optimiser steps skipped for a non-finite loss or gradient
         self.feature_rank = FeatureRank()  # collapse monitor over the epoch's probe features
         self.weight_decay_schedule: WeightDecaySchedule | None = None
+        self.bad_files = BadFiles(len(data.train), config.max_bad_fraction)  # skipped in training
 
     # --- data ---------------------------------------------------------------------------
 
     def _batches(self, images, shuffle: bool) -> EpochBatches:
+        """Training batches decode as `decode` says; the probe's evaluation batches always as
+        centre crops at the run's size, as evaluation sees images."""
         return EpochBatches(
             images,
             self.config.batch_size,
@@ -68,6 +72,11 @@ class PretrainModule(L.LightningModule):
             world_size=self.trainer.world_size,
             shuffle=shuffle,
             workers=self.config.workers,
+            decode=self.config.decode if shuffle else "pil",
+            max_side=self.config.max_side or 2 * self.data.image_size,
+            bad_files=(
+                self.bad_files if shuffle else BadFiles(len(images), self.config.max_bad_fraction)
+            ),
         )
 
     def train_dataloader(self) -> EpochBatches:
@@ -132,16 +141,18 @@ class PretrainModule(L.LightningModule):
         self._generator = torch.Generator()
         self._generator.set_state(position["generator"])
 
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor | None:
+    def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor | None:
+        """One step on (images, labels) or, for whole images padded into one batch,
+        (images, labels, sizes)."""
         if self._resume_position is not None:
             self._continue_epoch(self._resume_position)
         self._batches_done += 1
-        images, labels = batch
+        images, labels, *sizes = batch
         optimizer, scheduler = self.optimizers(), self.lr_schedulers()
         self.method.set_step(
             self.global_step, int(self.trainer.estimated_stepping_batches), self.current_epoch
         )
-        views = self.augment(images, generator=self._generator)
+        views = self.augment(images, generator=self._generator, sizes=sizes[0] if sizes else None)
         if self.config.channels_last:
             views = [v.contiguous(memory_format=torch.channels_last) for v in views]
         out, backward = self._forward(views, labels if self.method.reads_labels else None)
@@ -266,6 +277,13 @@ class PretrainModule(L.LightningModule):
             "train/skipped_nonfinite", float(self.skipped_nonfinite), on_epoch=True, sync_dist=True
         )
         self.method.end_epoch(self.current_epoch)
+        self.log(
+            "train/bad_files",
+            float(len(self.bad_files)),
+            on_epoch=True,
+            sync_dist=True,
+            reduce_fx="sum",
+        )
 
     # --- online probe evaluation -------------------------------------------------------
 
@@ -290,6 +308,7 @@ class PretrainModule(L.LightningModule):
             "channels": self.data.channels,
             "image_size": self.data.image_size,
             "normalization": self.data.mean_std(),  # (mean, std) per channel, as trained
+            "bad_files": self.bad_files.as_list(),  # (path, reason) skipped as unreadable
         }
         if self.probe is not None:
             checkpoint["probe"] = self.probe.state_dict()
@@ -311,6 +330,7 @@ class PretrainModule(L.LightningModule):
         if self.probe is not None and "probe" in checkpoint:
             self.probe.load_state_dict(checkpoint["probe"])
         self.skipped_nonfinite = int(checkpoint.get("skipped_nonfinite", 0))
+        self.bad_files.restore(checkpoint.get("contrastkit", {}).get("bad_files", []))
         self._resume_position = checkpoint.get("epoch_position")
         rng = checkpoint.get("rng")
         if rng:
