@@ -146,3 +146,113 @@ def test_the_lr_of_every_step_is_moco_v3s_adjust_learning_rate() -> None:
     for step in range(0, per_epoch * 300, 7):
         expected = _moco_v3_lr(step / per_epoch, config.lr, 40, 300)
         assert config.lr * schedule(step) == pytest.approx(expected, rel=1e-9, abs=1e-15)
+
+
+DINO_NAME = "imagenet100_dino_vit_small"
+DINO_VIT_SMALL = {
+    "method": "dino",
+    "dataset": "imagenet100",
+    "image_size": 224,  # global_crops: RandomResizedCrop(224, ...)
+    "backbone": "timm/vit_small_patch16_224",  # --arch vit_small --patch_size 16
+    "backbone_options": {"drop_path_rate": 0.1},  # --drop_path_rate 0.1 (student)
+    "projector_layers": 3,  # DINOHead nlayers=3
+    "projector_hidden_dim": 2048,  # hidden_dim=2048
+    "projector_bottleneck_dim": 256,  # bottleneck_dim=256
+    "projector_out_dim": 65536,  # --out_dim 65536
+    "loss_options": {"student_temp": 0.1, "teacher_temp": 0.04},  # DINOLoss; --teacher_temp
+    "teacher_temp_start": 0.04,  # --warmup_teacher_temp 0.04
+    "teacher_temp_warmup_epochs": 0,  # --warmup_teacher_temp_epochs 0
+    "center_momentum": 0.9,  # DINOLoss center_momentum=0.9
+    "freeze_last_layer_steps": 126_689 // 512,  # --freeze_last_layer 1 (epoch), drop_last
+    "ema_base": 0.996,  # --momentum_teacher 0.996
+    "ema_final": 1.0,  # cosine_scheduler(momentum_teacher, 1, ...)
+    "ema_schedule": "cosine",
+    "n_global": 2,  # two global crops
+    "n_local": 8,  # --local_crops_number 8
+    "local_size": 96,  # local crops: RandomResizedCrop(96, ...)
+    "augment": {
+        "recipe": "byol",  # DataAugmentationDINO: BYOL's jitter, blur and solarisation
+        "global": {"scale": [0.4, 1.0]},  # --global_crops_scale 0.4 1.
+        "local": {"scale": [0.05, 0.4]},  # --local_crops_scale 0.05 0.4
+    },
+    "epochs": 100,  # --epochs 100
+    "batch_size": 512,  # --batch_size_per_gpu 64 on 8 GPUs
+    "optimizer": "adamw",  # --optimizer adamw
+    "lr": 0.0005 * 512 / 256,  # --lr 0.0005, times batch / 256
+    "lr_final": 1e-6,  # --min_lr 1e-6
+    "weight_decay": 0.04,  # --weight_decay 0.04
+    "weight_decay_final": 0.4,  # --weight_decay_end 0.4
+    "exclude_bias_norm": True,  # get_params_groups: no decay on biases and 1-d parameters
+    "grad_clip": 3.0,  # --clip_grad 3.0
+    "grad_clip_mode": "per_parameter",  # utils.clip_gradients: each parameter on its own
+    "schedule": "cosine",
+    "schedule_interval": "step",  # the schedules hold one value per iteration
+    "warmup_epochs": 10,  # --warmup_epochs 10
+    "warmup_start_lr": 0.0,  # np.linspace(0, base_value, warmup_iters)
+    "warmup_ends_at_peak": True,  # linspace's last warm-up value is the peak
+    "precision": "auto",  # --use_fp16 true
+    "workers": 10,  # --num_workers 10
+}
+
+
+def test_the_dino_preset_equals_dinos_vit_small_settings_key_by_key() -> None:
+    raw = load_preset(PRESETS / f"{DINO_NAME}.yaml")
+    assert raw.keys() == DINO_VIT_SMALL.keys(), set(raw) ^ set(DINO_VIT_SMALL)
+    for key, value in DINO_VIT_SMALL.items():
+        assert _same(raw[key], value), (key, raw[key], value)
+
+
+def test_the_dino_preset_resolves_to_data_augmentation_dino(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Resolved, the ten views are DataAugmentationDINO's two global and eight local crops."""
+    assert main(["pretrain", "--config", DINO_NAME, "--print-config"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    for key, value in DINO_VIT_SMALL.items():
+        if key != "augment":
+            assert _same(printed[key], value), (key, printed[key], value)
+    common = {
+        "flip_p": 0.5,
+        "jitter_p": 0.8,
+        "brightness": 0.4,  # ColorJitter(brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1)
+        "contrast": 0.4,
+        "saturation": 0.2,
+        "hue": 0.1,
+        "grayscale_p": 0.2,
+        "blur_sigma": [0.1, 2.0],
+        "mean": [0.485, 0.456, 0.406],
+        "std": [0.229, 0.224, 0.225],
+    }
+    global_crop = {"crop_size": 224, "scale": [0.4, 1.0]}
+    local_crop = {"crop_size": 96, "scale": [0.05, 0.4], "blur_p": 0.5, "solarize_p": 0.0}
+    views = {
+        "view1": {**global_crop, "blur_p": 1.0, "solarize_p": 0.0},
+        "view2": {**global_crop, "blur_p": 0.1, "solarize_p": 0.2},
+        **{f"view{i}": local_crop for i in range(3, 11)},
+    }
+    assert set(printed["augment"]) == set(views)
+    for view, own in views.items():
+        for key, value in {**common, **own}.items():
+            assert _same(printed["augment"][view][key], value), (view, key)
+
+
+def _dino_cosine(base: float, final: float, epochs: int, per_epoch: int, warmup_epochs: int):
+    """DINO's utils.cosine_scheduler, written from its formula: a linear warm-up from 0 over
+    `warmup_epochs` (np.linspace, ending at `base`), then base → final by a half cosine."""
+    warmup = warmup_epochs * per_epoch
+    values = [base * i / (warmup - 1) for i in range(warmup)] if warmup else []
+    rest = epochs * per_epoch - warmup
+    values += [
+        final + 0.5 * (base - final) * (1 + math.cos(math.pi * i / rest)) for i in range(rest)
+    ]
+    return values
+
+
+def test_the_lr_of_every_step_is_dinos_cosine_scheduler() -> None:
+    config = build_config([load_preset(PRESETS / f"{DINO_NAME}.yaml")])
+    per_epoch = 126_689 // 512
+    expected = _dino_cosine(config.lr, 1e-6, 100, per_epoch, 10)
+    schedule, per_unit = schedule_from_config(config, total_steps=per_epoch * 100)
+    assert per_unit == 1
+    for step in range(0, per_epoch * 100, 13):
+        assert config.lr * schedule(step) == pytest.approx(expected[step], rel=1e-9, abs=1e-15)
