@@ -49,6 +49,7 @@ class PretrainModule(L.LightningModule):
         self._epoch_start = 0.0
         self._batches_done = 0  # in this epoch; saved by a mid-epoch (Ctrl-C) checkpoint
         self._resume_position: dict[str, Any] | None = None
+        self._train_batches: EpochBatches | None = None
         self.skipped_nonfinite = 0  # optimiser steps skipped for a non-finite loss or gradient
         self.feature_rank = FeatureRank()  # collapse monitor over the epoch's probe features
 
@@ -70,7 +71,8 @@ class PretrainModule(L.LightningModule):
     def train_dataloader(self) -> EpochBatches:
         batches = self._batches(self.data.train, shuffle=True)
         if self._resume_position is not None:  # a checkpoint from inside an epoch
-            batches.skip = int(self._resume_position["batches"])
+            batches.resume(self._resume_position)
+        self._train_batches = batches
         return batches
 
     def val_dataloader(self) -> EpochBatches | list:
@@ -280,6 +282,7 @@ class PretrainModule(L.LightningModule):
             checkpoint["epoch_position"] = {
                 "batches": self._batches_done,
                 "generator": self._generator.get_state(),
+                **self._train_batches.position(self._batches_done),
             }
         # Plain tensors and tuples only, so the checkpoint loads with weights_only=True.
         kind, keys, position, has_gauss, gauss = np.random.get_state()
