@@ -365,8 +365,10 @@ def _fraction(name: str, raw: str | None) -> float | None:
 
 
 def _check_data_dir(data_dir: str | None) -> None:
-    """A data folder that does not exist, refused before torch loads."""
-    if data_dir is not None and not Path(str(data_dir)).expanduser().exists():
+    """A data folder that does not exist, refused before torch loads (URLs: LitData's shards)."""
+    if data_dir is None or "://" in str(data_dir):
+        return
+    if not Path(str(data_dir)).expanduser().exists():
         raise ConfigError(f"data_dir {data_dir}: no such folder")
 
 

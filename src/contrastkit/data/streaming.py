@@ -93,42 +93,42 @@ class ShardImages:
 
 
 class ShardBatches:
-    """One epoch of a StreamingDataLoader at a time, remembering its position after each batch.
+    """One epoch of a StreamingDataLoader at a time, remembering its state after each batch.
 
     ``epoch(e)`` iterates epoch ``e`` (LitData's shuffle is chosen by seed and epoch), or, after
-    ``resume(state)``, the rest of the epoch the state was saved in.
+    ``resume(state, batches)``, the rest of the epoch that state was saved in.
     """
 
     def __init__(self, loader) -> None:
         self.loader = loader
-        self._positions: OrderedDict[int, dict[str, Any]] = OrderedDict()
-        self._resume: dict[str, Any] | None = None
+        self._states: OrderedDict[int, dict[str, Any]] = OrderedDict()
+        self._resume: tuple[dict[str, Any], int] | None = None
 
     def __len__(self) -> int:
         return len(self.loader)
 
-    def resume(self, state: dict[str, Any]) -> None:
-        """Continue, at the next iteration, from a state of :meth:`position`."""
-        self._resume = state
+    def resume(self, state: dict[str, Any], batches: int) -> None:
+        """Continue, at the next iteration, after the epoch's first `batches` batches, from the
+        loader `state` that :meth:`position` gave then."""
+        self._resume = state, batches
 
     def position(self, batches: int) -> dict[str, Any] | None:
         """The loader's state after the epoch's first `batches` batches, if still kept."""
-        return self._positions.get(batches)
+        return self._states.get(batches)
 
     def epoch(self, epoch: int) -> Iterator[Any]:
         if self._resume is not None:
-            state, self._resume = self._resume, None
-            self.loader.load_state_dict(state["loader"])
-            done = int(state["batches"])
+            (state, done), self._resume = self._resume, None
+            self.loader.load_state_dict(state)
         else:
             self.loader.current_epoch = epoch  # the loader counts one up as it starts
             done = 0
-        self._positions.clear()
+        self._states.clear()
         for batch in self.loader:
             done += 1
-            self._positions[done] = {"batches": done, "loader": self.loader.state_dict()}
-            while len(self._positions) > _KEPT_POSITIONS:
-                self._positions.popitem(last=False)
+            self._states[done] = self.loader.state_dict()
+            while len(self._states) > _KEPT_POSITIONS:
+                self._states.popitem(last=False)
             yield batch
 
 
