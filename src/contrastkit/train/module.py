@@ -95,13 +95,16 @@ class PretrainModule(L.LightningModule):
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
         }
 
+    def setup(self, stage: str) -> None:
+        # Before DDP wraps the model: its gradient buckets then take the weights' NHWC layout.
+        if self.config.channels_last:
+            self.method.to(memory_format=torch.channels_last)
+
     def on_fit_start(self) -> None:
         if self.data.val_note:
             rank_zero_info(f"online probe (val/top1, val/top5): {self.data.val_note}")
         if self.probe is not None:
             self.probe.to(self.device)
-        if self.config.channels_last:
-            self.method.to(memory_format=torch.channels_last)
 
     def on_train_epoch_start(self) -> None:
         self._epoch_start = time.perf_counter()
@@ -279,11 +282,13 @@ class PretrainModule(L.LightningModule):
             checkpoint["probe"] = self.probe.state_dict()
         checkpoint["skipped_nonfinite"] = self.skipped_nonfinite
         if self._batches_done and self._generator is not None:
-            checkpoint["epoch_position"] = {
-                "batches": self._batches_done,
-                "generator": self._generator.get_state(),
-                **self._train_batches.position(self._batches_done),
-            }
+            checkpoint["epoch_position"] = self._every_rank(
+                {
+                    "batches": self._batches_done,
+                    "generator": self._generator.get_state(),
+                    **self._train_batches.position(self._batches_done),
+                }
+            )
         # Plain tensors and tuples only, so the checkpoint loads with weights_only=True.
         kind, keys, position, has_gauss, gauss = np.random.get_state()
         checkpoint["rng"] = {
@@ -292,11 +297,24 @@ class PretrainModule(L.LightningModule):
             "python": random.getstate(),
         }
 
+    def _every_rank(self, position: dict[str, Any]) -> dict[str, Any]:
+        """A rank's position inside the epoch, with every rank's (in rank order) under DDP: one
+        rank writes the checkpoint, and each resumes its own augmentation draws and loader."""
+        world = self.trainer.world_size
+        if world == 1:
+            return position
+        ranks: list[Any] = [None] * world
+        torch.distributed.all_gather_object(ranks, position)
+        return {**position, "ranks": ranks}
+
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.probe is not None and "probe" in checkpoint:
             self.probe.load_state_dict(checkpoint["probe"])
         self.skipped_nonfinite = int(checkpoint.get("skipped_nonfinite", 0))
-        self._resume_position = checkpoint.get("epoch_position")
+        position = checkpoint.get("epoch_position")
+        if position is not None and "ranks" in position:  # saved by several ranks: ours
+            position = position["ranks"][self.global_rank]
+        self._resume_position = position
         rng = checkpoint.get("rng")
         if rng:
             torch.set_rng_state(rng["torch"])
