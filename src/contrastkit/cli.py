@@ -311,9 +311,7 @@ def _prepare(args: argparse.Namespace) -> int:
     if args.format is not None:
         return _write_shards(args)
     if args.check == (args.max_side is not None):
-        raise ConfigError(
-            "prepare: give either --check, --max-side N with --out DIR, or --format F --out DIR"
-        )
+        raise ConfigError("prepare: give either --check or --max-side N with --out DIR")
     if args.max_side is not None and args.out is None:
         raise ConfigError("prepare --max-side needs --out, the folder to write the copy into")
     if args.check:
