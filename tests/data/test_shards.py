@@ -214,3 +214,17 @@ def test_cli_writes_shards_and_says_where(folder, tmp_path, capsys) -> None:
     printed = capsys.readouterr().out
     assert f"train: 24 images in 2 files under {out}/train" in printed  # one chunk + index.json
     assert split_folder(out, "test") == str(out / "val")
+
+
+@pytest.mark.parametrize(
+    ("make", "message"), [(False, "is not a folder"), (True, "train/<class>/")]
+)
+def test_cli_refuses_a_source_without_images(tmp_path, capsys, make, message) -> None:
+    source = tmp_path / "source"
+    if make:
+        source.mkdir()
+    out = ["--out", str(tmp_path / "out")]
+    assert cli.main(["prepare", str(source), "--format", "webdataset", *out]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and message in error
+    assert not (tmp_path / "out").exists()

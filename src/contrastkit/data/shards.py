@@ -164,6 +164,8 @@ def write_shards(
         raise ShardError(f"--out {out}: must not be {folder} or inside it")
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise ShardError(f"--out {out}: already exists and is not empty; choose a new folder")
+    if not source.is_dir():
+        raise ShardError(f"prepare: {folder} is not a folder")
     splits = _listings(source)
     temporary = target.parent / f".{target.name}.tmp{os.getpid()}"
     shutil.rmtree(temporary, ignore_errors=True)
@@ -188,11 +190,18 @@ def write_shards(
 def _listings(source: Path) -> dict:
     """Each split of the folder to write: train, and test or val when there is one."""
     preset = _PRESETS["imagefolder"]
-    splits = {"train": _list_folder("prepare", source, "train", preset)}
-    for name in _TEST_DIRS:
-        if (source / name).is_dir():
-            splits[name] = _list_folder("prepare", source, "test", preset)
-            break
+    try:
+        splits = {"train": _list_folder("prepare", source, "train", preset)}
+        for name in _TEST_DIRS:
+            if (source / name).is_dir():
+                splits[name] = _list_folder("prepare", source, "test", preset)
+                break
+    except DatasetNotFoundError as error:
+        reason = _one_line(error).split(";")[0]
+        raise ShardError(
+            f"{reason}; shards are written from a folder with train/<class>/ (and val/ or test/), "
+            "or a folder of unlabelled images"
+        ) from None
     return splits
 
 

@@ -207,7 +207,8 @@ class EpochBatches:
 
     The epoch is read from `epoch()` at each `iter()`, so a resumed run replays exactly the
     epoch it was interrupted in. In-memory data lives on the device; folders stream through a
-    DataLoader with worker processes.
+    DataLoader with worker processes; shards through LitData's StreamingDataLoader, whose
+    position after each batch `position` gives for a checkpoint and `resume` restores.
     """
 
     def __init__(
