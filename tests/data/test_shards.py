@@ -153,6 +153,9 @@ def test_a_resumed_loader_serves_the_rest_of_the_epoch(folder, tmp_path, workers
     resumed = data.batches(4, workers, shuffle=True, seed=3)
     resumed.resume(json.loads(json.dumps(position)), 2)  # plain values, as in a checkpoint
     assert epochs(resumed, [0, 1]) == [straight[0][2:], straight[1]]
+    reread = data.batches(4, workers, shuffle=True, seed=3)
+    reread.resume(None, 2)  # no loader state saved: the 2 batches are read again and skipped
+    assert epochs(reread, [0]) == [straight[0][2:]]
 
 
 def test_a_write_that_fails_leaves_no_output(folder, tmp_path, monkeypatch) -> None:

@@ -23,6 +23,7 @@ import torch
 import torch.distributed as dist
 
 from contrastkit.errors import TrainingInterruptedError
+from contrastkit.train.config import ConfigError
 from contrastkit.train.run import pretrain
 from tests.train.shard_node import CtrlCAt
 
@@ -99,6 +100,21 @@ def test_one_process_stopped_mid_epoch_resumes_to_the_uninterrupted_weights(
     weights = _assert_saved_mid_epoch(stopped / "last.ckpt", at, 2, BATCH[1])
     pretrain(small_config(**_values(shards, stopped, workers=1, resume=True)))
     _assert_same_weights(stopped / "last.ckpt", tmp_path / "straight" / "last.ckpt", weights)
+
+
+def test_a_mid_epoch_checkpoint_of_other_ranks_is_refused_in_one_line(
+    shards: Path, tmp_path: Path
+) -> None:
+    """Each rank resumes its own draws and loader: a different rank count cannot continue."""
+    out = tmp_path / "run"
+    with pytest.raises(TrainingInterruptedError):
+        pretrain(small_config(**_values(shards, out, workers=0)), callbacks=[CtrlCAt(1)])
+    saved = torch.load(out / "last.ckpt", map_location="cpu", weights_only=True)
+    position = saved["epoch_position"]
+    saved["epoch_position"] = {**position, "ranks": [position, position]}  # as two ranks save
+    torch.save(saved, out / "last.ckpt")
+    with pytest.raises(ConfigError, match="saved inside an epoch by 2 ranks, this run has 1"):
+        pretrain(small_config(**_values(shards, out, workers=0, resume=True)))
 
 
 # --- two nodes ------------------------------------------------------------------------------

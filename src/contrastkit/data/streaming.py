@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import io
+import itertools
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -102,14 +103,14 @@ class ShardBatches:
     def __init__(self, loader) -> None:
         self.loader = loader
         self._states: OrderedDict[int, dict[str, Any]] = OrderedDict()
-        self._resume: tuple[dict[str, Any], int] | None = None
+        self._resume: tuple[dict[str, Any] | None, int] | None = None
 
     def __len__(self) -> int:
         return len(self.loader)
 
-    def resume(self, state: dict[str, Any], batches: int) -> None:
+    def resume(self, state: dict[str, Any] | None, batches: int) -> None:
         """Continue, at the next iteration, after the epoch's first `batches` batches, from the
-        loader `state` that :meth:`position` gave then."""
+        loader `state` that :meth:`position` gave then (None: reading the batches again)."""
         self._resume = state, batches
 
     def position(self, batches: int) -> dict[str, Any] | None:
@@ -117,14 +118,16 @@ class ShardBatches:
         return self._states.get(batches)
 
     def epoch(self, epoch: int) -> Iterator[Any]:
-        if self._resume is not None:
-            (state, done), self._resume = self._resume, None
+        state, done = self._resume if self._resume is not None else (None, 0)
+        self._resume = None
+        if state is not None:
             self.loader.load_state_dict(state)
-        else:
+            skip = 0
+        else:  # a fresh epoch, or a position saved without the loader's state: read past it
             self.loader.current_epoch = epoch  # the loader counts one up as it starts
-            done = 0
+            skip = done
         self._states.clear()
-        for batch in self.loader:
+        for batch in itertools.islice(self.loader, skip, None):
             done += 1
             self._states[done] = self.loader.state_dict()
             while len(self._states) > _KEPT_POSITIONS:

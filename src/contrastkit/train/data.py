@@ -267,7 +267,7 @@ class EpochBatches:
     def resume(self, position: dict[str, Any]) -> None:
         """Start the next iteration inside an epoch, at a saved `position` (module checkpoint)."""
         if isinstance(self.source, ShardBatches):
-            self.source.resume(position["loader"], int(position["batches"]))
+            self.source.resume(position.get("loader"), int(position["batches"]))
         else:
             self.skip = int(position["batches"])
 

@@ -21,7 +21,7 @@ from torch.nn.parallel import DistributedDataParallel
 from .. import __version__
 from ..methods import Method, StepOutput
 from ..methods.monitor import FeatureRank
-from .config import PretrainConfig
+from .config import ConfigError, PretrainConfig
 from .data import EpochBatches, PretrainData, epoch_seed
 from .errors import NonFiniteLossError
 from .grad_cache import cached_forward
@@ -313,6 +313,12 @@ class PretrainModule(L.LightningModule):
         self.skipped_nonfinite = int(checkpoint.get("skipped_nonfinite", 0))
         position = checkpoint.get("epoch_position")
         if position is not None and "ranks" in position:  # saved by several ranks: ours
+            ranks, world = len(position["ranks"]), self.trainer.world_size
+            if ranks != world:
+                raise ConfigError(
+                    f"resume=true: the checkpoint was saved inside an epoch by {ranks} ranks, "
+                    f"this run has {world}; valid: resume on {ranks} ranks (devices x num_nodes)"
+                )
             position = position["ranks"][self.global_rank]
         self._resume_position = position
         rng = checkpoint.get("rng")
