@@ -231,3 +231,11 @@ def test_cli_refuses_a_source_without_images(tmp_path, capsys, make, message) ->
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1 and message in error
     assert not (tmp_path / "out").exists()
+
+
+def test_an_undecodable_sample_is_named_by_its_index() -> None:
+    from contrastkit.data.datasets import CorruptImageError
+    from contrastkit.data.streaming import decode_sample
+
+    with pytest.raises(CorruptImageError, match=r"^cannot decode image 7 of the shards: \S"):
+        decode_sample({"index": 7, "label": 0, "image": b"not an image"}, None)
