@@ -239,3 +239,6 @@ def test_an_undecodable_sample_is_named_by_its_index() -> None:
 
     with pytest.raises(CorruptImageError, match=r"^cannot decode image 7 of the shards: \S"):
         decode_sample({"index": 7, "label": 0, "image": b"not an image"}, None)
+    with pytest.raises(CorruptImageError) as caught:
+        decode_sample({"index": 7, "label": 0, "image": b"not an image"}, None)
+    assert "BytesIO" not in str(caught.value)

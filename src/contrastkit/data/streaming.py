@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import io
 import itertools
+import re
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -24,6 +25,7 @@ from torch import Tensor
 from .datasets import CorruptImageError, _decode, _one_line
 from .shards import ShardSplit, is_url, read_split, split_folder
 
+_IN_MEMORY = re.compile(r" ?<_io\.BytesIO object at 0x[0-9a-f]+>")  # PIL names the buffer
 _KEPT_POSITIONS = 8  # loader states kept: the trainer prefetches batches ahead of its step
 
 
@@ -32,7 +34,7 @@ def decode_sample(sample: Mapping[str, Any], image_size: int | None) -> tuple[Te
     try:
         image = _decode(io.BytesIO(bytes(sample["image"])), image_size)
     except CorruptImageError as error:
-        reason = _one_line(error).split(": ", 1)[-1]
+        reason = _IN_MEMORY.sub("", _one_line(error).split(": ", 1)[-1])
         raise CorruptImageError(
             f"cannot decode image {sample['index']} of the shards: {reason}"
         ) from None
