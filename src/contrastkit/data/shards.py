@@ -14,6 +14,7 @@ into LitData chunks under the cache folder (with the webdataset library reading 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -219,7 +220,7 @@ def _write_litdata(items, folder: Path, classes, count: int, shard_mb: float, ba
     from litdata.streaming.writer import BinaryWriter
 
     writer = BinaryWriter(str(folder), chunk_bytes=int(shard_mb * 2**20))
-    with bar if bar is not None else _NoBar():
+    with bar if bar is not None else contextlib.nullcontext():
         for index, label, data, _ in items:
             writer.add_item(index, {"index": index, "label": label, "image": data})
             if bar is not None:
@@ -240,7 +241,7 @@ def _write_webdataset(items, folder: Path, classes, count: int, shard_mb: float,
     limit = int(shard_mb * 2**20)
     with (
         webdataset.ShardWriter(pattern, maxsize=limit, verbose=0) as writer,
-        bar if bar is not None else _NoBar(),
+        bar if bar is not None else contextlib.nullcontext(),
     ):
         for index, label, data, extension in items:
             writer.write({"__key__": f"{index:09d}", extension: data, "cls": label})
@@ -248,14 +249,6 @@ def _write_webdataset(items, folder: Path, classes, count: int, shard_mb: float,
                 bar.update(1)
     metadata = {"classes": list(classes), "count": count, "format": "webdataset"}
     (folder / WEBDATASET_METADATA).write_text(json.dumps(metadata, indent=2) + "\n")
-
-
-class _NoBar:
-    def __enter__(self) -> _NoBar:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def _fsync_tree(folder: Path) -> None:
