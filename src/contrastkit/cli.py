@@ -308,6 +308,8 @@ def _prepare(args: argparse.Namespace) -> int:
     """Check a folder for unreadable images, or write a resized copy of it."""
     from .data.prepare import check_folder, resize_folder
 
+    if args.format is not None:
+        return _write_shards(args)
     if args.check == (args.max_side is not None):
         raise ConfigError("prepare: give either --check or --max-side N with --out DIR")
     if args.max_side is not None and args.out is None:
@@ -321,6 +323,19 @@ def _prepare(args: argparse.Namespace) -> int:
     done = "" if args.check else f"; {report.written} written, {report.skipped} already there"
     print(f"{len(report.unreadable)} of {report.total} files unreadable{done}")
     return EXIT_FAILURE if report.unreadable else 0
+
+
+def _write_shards(args: argparse.Namespace) -> int:
+    """Write a folder's splits as LitData or WebDataset shards under --out."""
+    from .data.prepare import _progress
+    from .data.shards import write_shards
+
+    if args.out is None or args.check or args.max_side is not None:
+        raise ConfigError("prepare --format needs --out DIR, and neither --check nor --max-side")
+    report = write_shards(args.folder, args.out, args.format, args.shard_mb, _progress)
+    for split, count in report.images.items():
+        print(f"{split}: {count} images in {report.files[split]} files under {args.out}/{split}")
+    return 0
 
 
 def _positive_int(name: str, raw: str | None) -> int | None:
@@ -348,8 +363,10 @@ def _fraction(name: str, raw: str | None) -> float | None:
 
 
 def _check_data_dir(data_dir: str | None) -> None:
-    """A data folder that does not exist, refused before torch loads."""
-    if data_dir is not None and not Path(str(data_dir)).expanduser().exists():
+    """A data folder that does not exist, refused before torch loads (URLs: LitData's shards)."""
+    if data_dir is None or "://" in str(data_dir):
+        return
+    if not Path(str(data_dir)).expanduser().exists():
         raise ConfigError(f"data_dir {data_dir}: no such folder")
 
 
@@ -547,10 +564,11 @@ def build_parser() -> argparse.ArgumentParser:
     export.set_defaults(run=_export)
     prepare = commands.add_parser(
         "prepare",
-        help="check an image folder for unreadable files, or write a resized copy of it",
+        help="check an image folder for unreadable files, write a resized copy, or shards",
         description="--check lists every unreadable image file under FOLDER in one pass (exit "
         "1 if any); --max-side N --out DIR writes a JPEG copy with the same layout whose longer "
-        "sides are at most N, resuming where an interrupted run stopped.",
+        "sides are at most N, resuming where an interrupted run stopped; --format litdata|"
+        "webdataset --out DIR writes shards (encoded images as they are, labels, class names).",
     )
     prepare.add_argument("folder", help="an image folder, e.g. an ImageNet train/ tree")
     prepare.add_argument("--check", action="store_true", help="list unreadable files")
@@ -558,6 +576,14 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--out", help="folder for the resized copy")
     prepare.add_argument("--quality", type=int, default=90, help="JPEG quality (default 90)")
     prepare.add_argument("--workers", type=int, help="processes (default: one per CPU)")
+    prepare.add_argument(
+        "--format",
+        help="litdata or webdataset: write the folder's train/ and val/ (or test/) as shards "
+        "under --out, for --data-dir on many machines",
+    )
+    prepare.add_argument(
+        "--shard-mb", type=float, default=64.0, help="shard size in MB (default 64)"
+    )
     prepare.set_defaults(run=_prepare)
     # [further commands]
     return parser

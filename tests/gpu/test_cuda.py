@@ -42,7 +42,7 @@ def test_mixed_precision_trains_as_float32_does(tmp_path: Path, precision: str) 
 
 def test_channels_last_and_contiguous_train_alike(tmp_path: Path) -> None:
     module = build_module(_cuda_config(tmp_path / "probe", channels_last=True))
-    module.to("cuda").on_fit_start()
+    module.to("cuda").setup("fit")
     weight = next(p for p in module.method.backbone.parameters() if p.dim() == 4)
     assert weight.is_contiguous(memory_format=torch.channels_last)
     nhwc = _loss(tmp_path / "nhwc", channels_last=True)

@@ -32,6 +32,8 @@ from contrastkit.errors import DataError
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
 
+    from contrastkit.data.streaming import ShardImages
+
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp"}
 )
@@ -176,7 +178,7 @@ def load_dataset(
     image_size: int | None = None,
     stream: bool | None = None,
     workers: int | None = None,
-) -> InMemoryImages | StreamingImages:
+) -> InMemoryImages | StreamingImages | ShardImages:
     """Load split ``split`` of dataset ``name`` (one of :data:`DATASET_NAMES`) from ``data_dir``.
 
     ``data_dir`` is torchvision's ``root`` for fashion-mnist, cifar10/100 and stl10 (the folder
@@ -187,6 +189,9 @@ def load_dataset(
     are ``train`` and ``test``, plus ``unlabeled`` and ``train+unlabeled`` (pretraining;
     unlabeled samples get label -1) for stl10. digits has no official split, so its test split
     is the last 20% of each class.
+
+    An image-folder ``data_dir`` holding shards (``contrastkit prepare --format``; a local
+    folder or an object-store URL) streams them through LitData (:mod:`.streaming`).
 
     ``download`` fetches a missing torchvision dataset. ``image_size`` resizes folder images
     (shorter side, then center crop); without it they must all share one size. ``stream``
@@ -202,10 +207,20 @@ def load_dataset(
         raise DatasetNotFoundError(f"{name} needs a data directory; pass --data-dir")
     root = Path(data_dir).expanduser()
     cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    if name in _PRESETS and _is_shard_root(data_dir):  # `contrastkit prepare --format` wrote it
+        from .streaming import load_shard_split
+
+        return load_shard_split(str(data_dir), split, cache, image_size)
     if name in _ARRAY_FORMATS:
         data = _load_arrays(name, split, root, cache, download)
         return _memory_only(name, data, image_size, stream)
     return _load_folder(name, split, root, cache, image_size, stream, workers)
+
+
+def _is_shard_root(data_dir: str | Path) -> bool:
+    from .shards import is_shard_root
+
+    return is_shard_root(data_dir)
 
 
 def _one_line(error: BaseException) -> str:
@@ -601,7 +616,11 @@ def check_split(name: str, split: str, data_dir: str | Path | None) -> None:
     """Raise DatasetNotFoundError (or DataError) if `split` of an image-folder dataset is
     missing or names a class train/ lacks; it lists files only, so callers can fail fast."""
     name = canonical_name(name)
-    if name in _PRESETS and data_dir is not None:
+    if name in _PRESETS and data_dir is not None and _is_shard_root(data_dir):
+        from .shards import split_folder
+
+        split_folder(data_dir, split)
+    elif name in _PRESETS and data_dir is not None:
         _check_split(name, split, ("train", "test"))
         _list_folder(name, Path(data_dir).expanduser(), split, _PRESETS[name])
 

@@ -28,10 +28,11 @@ from ..data.datasets import (
 from ..data.file_loader import FileBatch, FileBatchFinisher, collate_files, file_samples
 from ..data.memory_loader import DeviceBatches
 from ..data.presets import DataRecipe, dataset_preset, load_size
+from ..data.streaming import ShardBatches, ShardImages
 from ..methods.spec import METHODS
 from .config import ConfigError, PretrainConfig
 
-Images = InMemoryImages | StreamingImages
+Images = InMemoryImages | StreamingImages | ShardImages
 _log = logging.getLogger(__name__)
 
 
@@ -97,6 +98,11 @@ def load_pretrain_data(config: PretrainConfig) -> PretrainData:
     if not _probe_possible(config, labelled):
         train, val, note = labelled, None, "no probe: unlabelled or single-class data"
     elif config.val_fraction > 0:
+        if isinstance(labelled, ShardImages):
+            raise ConfigError(
+                f"val_fraction={config.val_fraction}: shards are read as written; valid: "
+                "val_fraction=0 with the shards' val/ split, or a split made before prepare"
+            )
         keep, held = holdout_split(labelled.labels, config.val_fraction)
         train, val = labelled.subset(keep), labelled.subset(held)
         note = f"held-out last {config.val_fraction:g} of each class of {name}'s train split"
@@ -205,6 +211,8 @@ class EpochBatches:
     epoch it was interrupted in. In-memory data lives on the device; folders stream through a
     DataLoader with worker processes, decoded there or on the device (``decode``, see
     ``data.file_loader``); their unreadable files are left out and counted in ``bad_files``.
+    Shards stream through LitData's StreamingDataLoader, whose position after each batch
+    `position` gives for a checkpoint and `resume` restores.
     """
 
     def __init__(
@@ -226,7 +234,10 @@ class EpochBatches:
         self.rank, self.world_size = rank, world_size
         self.device = device
         self.skip = 0  # batches of the next iteration to pass over (a mid-epoch resume)
-        if isinstance(images, InMemoryImages):
+        if isinstance(images, ShardImages):
+            pin = device.type == "cuda"
+            self.source = images.batches(batch_size, workers, shuffle, seed, pin_memory=pin)
+        elif isinstance(images, InMemoryImages):
             self.source: Iterable = DeviceBatches(
                 images.images.to(device),
                 images.labels.to(device),
@@ -272,8 +283,25 @@ class EpochBatches:
     def __len__(self) -> int:
         return len(self.source)
 
+    def resume(self, position: dict[str, Any]) -> None:
+        """Start the next iteration inside an epoch, at a saved `position` (module checkpoint)."""
+        if isinstance(self.source, ShardBatches):
+            self.source.resume(position.get("loader"), int(position["batches"]))
+        else:
+            self.skip = int(position["batches"])
+
+    def position(self, batches: int) -> dict[str, Any]:
+        """What `resume` needs beyond the batch count: a shard loader's state after `batches`."""
+        if isinstance(self.source, ShardBatches):
+            return {"loader": self.source.position(batches)}
+        return {}
+
     def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
         epoch = self.epoch()
+        if isinstance(self.source, ShardBatches):
+            for images, labels in self.source.epoch(epoch):
+                yield images.to(self.device, non_blocking=True), labels.to(self.device)
+            return
         if isinstance(self.source, DeviceBatches):
             self.source.set_epoch(epoch)
         elif isinstance(self.source.sampler, DistributedSampler):

@@ -23,7 +23,7 @@ from ..data.bad_files import BadFiles
 from ..methods import Method, StepOutput
 from ..methods.monitor import FeatureRank
 from .clipping import clip_gradients
-from .config import PretrainConfig
+from .config import ConfigError, PretrainConfig
 from .data import EpochBatches, PretrainData, epoch_seed
 from .errors import NonFiniteLossError
 from .grad_cache import cached_forward
@@ -52,6 +52,7 @@ class PretrainModule(L.LightningModule):
         self._epoch_start = 0.0
         self._batches_done = 0  # in this epoch; saved by a mid-epoch (Ctrl-C) checkpoint
         self._resume_position: dict[str, Any] | None = None
+        self._train_batches: EpochBatches | None = None
         self.skipped_nonfinite = 0  # optimiser steps skipped for a non-finite loss or gradient
         self.feature_rank = FeatureRank()  # collapse monitor over the epoch's probe features
         self.weight_decay_schedule: WeightDecaySchedule | None = None
@@ -82,7 +83,8 @@ class PretrainModule(L.LightningModule):
     def train_dataloader(self) -> EpochBatches:
         batches = self._batches(self.data.train, shuffle=True)
         if self._resume_position is not None:  # a checkpoint from inside an epoch
-            batches.skip = int(self._resume_position["batches"])
+            batches.resume(self._resume_position)
+        self._train_batches = batches
         return batches
 
     def val_dataloader(self) -> EpochBatches | list:
@@ -116,13 +118,16 @@ class PretrainModule(L.LightningModule):
         if self.weight_decay_schedule is not None:
             self.weight_decay_schedule.apply(optimizer, self.global_step)
 
+    def setup(self, stage: str) -> None:
+        # Before DDP wraps the model: its gradient buckets then take the weights' NHWC layout.
+        if self.config.channels_last:
+            self.method.to(memory_format=torch.channels_last)
+
     def on_fit_start(self) -> None:
         if self.data.val_note:
             rank_zero_info(f"online probe (val/top1, val/top5): {self.data.val_note}")
         if self.probe is not None:
             self.probe.to(self.device)
-        if self.config.channels_last:
-            self.method.to(memory_format=torch.channels_last)
 
     def on_train_epoch_start(self) -> None:
         self._epoch_start = time.perf_counter()
@@ -314,10 +319,13 @@ class PretrainModule(L.LightningModule):
             checkpoint["probe"] = self.probe.state_dict()
         checkpoint["skipped_nonfinite"] = self.skipped_nonfinite
         if self._batches_done and self._generator is not None:
-            checkpoint["epoch_position"] = {
-                "batches": self._batches_done,
-                "generator": self._generator.get_state(),
-            }
+            checkpoint["epoch_position"] = self._every_rank(
+                {
+                    "batches": self._batches_done,
+                    "generator": self._generator.get_state(),
+                    **self._train_batches.position(self._batches_done),
+                }
+            )
         # Plain tensors and tuples only, so the checkpoint loads with weights_only=True.
         kind, keys, position, has_gauss, gauss = np.random.get_state()
         checkpoint["rng"] = {
@@ -326,12 +334,31 @@ class PretrainModule(L.LightningModule):
             "python": random.getstate(),
         }
 
+    def _every_rank(self, position: dict[str, Any]) -> dict[str, Any]:
+        """A rank's position inside the epoch, with every rank's (in rank order) under DDP: one
+        rank writes the checkpoint, and each resumes its own augmentation draws and loader."""
+        world = self.trainer.world_size
+        if world == 1:
+            return position
+        ranks: list[Any] = [None] * world
+        torch.distributed.all_gather_object(ranks, position)
+        return {**position, "ranks": ranks}
+
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.probe is not None and "probe" in checkpoint:
             self.probe.load_state_dict(checkpoint["probe"])
         self.skipped_nonfinite = int(checkpoint.get("skipped_nonfinite", 0))
         self.bad_files.restore(checkpoint.get("contrastkit", {}).get("bad_files", []))
-        self._resume_position = checkpoint.get("epoch_position")
+        position = checkpoint.get("epoch_position")
+        if position is not None and "ranks" in position:  # saved by several ranks: ours
+            ranks, world = len(position["ranks"]), self.trainer.world_size
+            if ranks != world:
+                raise ConfigError(
+                    f"resume=true: the checkpoint was saved inside an epoch by {ranks} ranks, "
+                    f"this run has {world}; valid: resume on {ranks} ranks (devices x num_nodes)"
+                )
+            position = position["ranks"][self.global_rank]
+        self._resume_position = position
         rng = checkpoint.get("rng")
         if rng:
             torch.set_rng_state(rng["torch"])

@@ -29,7 +29,8 @@ def check_run_folder(out_dir: Path, resume: bool, overwrite: bool) -> None:
     Only the first process checks: under DDP the other ranks start (as copies of the command)
     once the first one is already training into the folder.
     """
-    first = os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
+    node = os.environ.get("NODE_RANK", os.environ.get("GROUP_RANK", "0"))  # GROUP_RANK: torchrun
+    first = os.environ.get("LOCAL_RANK", "0") == "0" and node == "0"
     if resume or not first or not out_dir.is_dir():
         return
     found = sorted(p for pattern in _RUN_FILES for p in out_dir.glob(pattern))
