@@ -6,11 +6,13 @@ each class held out; after every epoch each model's backbone is read by a kNN cl
 
 * ours: the real `PretrainModule` under Lightning's Trainer, as `contrastkit pretrain` builds it
   (in-memory uint8 batches, `BatchAugment` on whole batches, channels-last, the one-readback step,
-  CSV logs, a checkpoint each epoch), no online probe;
+  CSV logs, a checkpoint each epoch), no online probe, freed host memory kept for the next step
+  (`keep_host_memory`, as `contrastkit pretrain` sets it);
 * lightly loop: lightly 1.6.0's `SimCLRTransform` (jitter strength 0.5, no blur at 32 px, the same
   normalisation) on PIL images, a DataLoader with 2 workers, lightly's `NTXentLoss`, the
   same initial backbone and projector (a copy made before training), the same optimiser,
-  learning-rate schedule and batch size.
+  learning-rate schedule and batch size, and glibc's allocator as it settles by itself (the
+  process-wide `keep_host_memory` is undone around its epochs, before its workers start).
 
 The two alternate epoch by epoch in one process (ours as a Lightning callback runs the lightly
 epoch after each of its own), so load from other processes affects both alike. Training seconds
@@ -41,7 +43,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from benchmarks.cifar_pack import FOLDER, load
-from benchmarks.measure import synchronize
+from benchmarks.measure import glibc_settled_allocator, synchronize
 from benchmarks.train_step import PILImages
 from contrastkit.data.datasets import InMemoryImages, holdout_split
 from contrastkit.data.presets import DATASETS, DataRecipe
@@ -50,6 +52,7 @@ from contrastkit.methods import Method
 from contrastkit.train.config import PretrainConfig, build_config
 from contrastkit.train.data import PretrainData
 from contrastkit.train.factory import method_from_config
+from contrastkit.train.heap import keep_freed_host_memory
 from contrastkit.train.module import PretrainModule
 from contrastkit.train.optim import optimization_from_config
 from contrastkit.train.run import build_trainer
@@ -156,6 +159,7 @@ def lightly_epochs(
     dtype = torch.bfloat16 if config.precision == "bf16" else None
 
     def epoch() -> float:
+        glibc_settled_allocator()  # as the loop runs outside this process
         start = time.perf_counter()
         for (x0, x1), _ in loader:
             x0, x1 = (x.to(args.device, non_blocking=True) for x in (x0, x1))
@@ -166,7 +170,10 @@ def lightly_epochs(
             optimizer.zero_grad()
             scheduler.step()
         synchronize(args.device)
-        return time.perf_counter() - start
+        seconds = time.perf_counter() - start
+        if config.keep_host_memory:
+            keep_freed_host_memory()  # ours again
+        return seconds
 
     return epoch
 
@@ -301,6 +308,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         print(f"{values['epochs']} epochs fit in {args.budget_s:.0f} s (estimated)", flush=True)
     with tempfile.TemporaryDirectory() as out:
         config = build_config([{**values, "out": out}])
+        if config.keep_host_memory:
+            keep_freed_host_memory()  # as `contrastkit pretrain` does
         method = method_from_config(config, data.image_size, 3, data.num_classes)
         module = PretrainModule(config, method, data)
         other_model, other = None, None
