@@ -24,6 +24,7 @@ With --budget-s and --no-lightly (the GPU check): ours alone, with as many epoch
 budget holds (estimated from timed steps first), and kNN after the last epoch only.
 Usage: python -m benchmarks.time_to_accuracy [--data FOLDER_OR_PACK] [--epochs 3]
 [--limit-per-class N] [--batch-size 256] [--backbone small-cnn] [--device cpu]
+[--keep-host-memory true|false]
 """
 
 from __future__ import annotations
@@ -279,6 +280,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2, help="the lightly loop's workers")
     parser.add_argument("--budget-s", type=float, default=None, help="ours: epochs that fit")
     parser.add_argument("--no-lightly", action="store_true", help="ours alone")
+    parser.add_argument(
+        "--keep-host-memory", default="true", choices=("true", "false"), help="ours: the option"
+    )
     args = parser.parse_args(argv)
     args.device = torch.device(args.device)
     return args
@@ -301,6 +305,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "progress": False,
         "precision": args.precision,
         "accelerator": "gpu" if args.device.type == "cuda" else "cpu",
+        "keep_host_memory": args.keep_host_memory == "true",
     }
     if args.budget_s is not None:
         probe_config = build_config([values])
