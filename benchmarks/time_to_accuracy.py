@@ -12,7 +12,8 @@ each class held out; after every epoch each model's backbone is read by a kNN cl
   normalisation) on PIL images, a DataLoader with 2 workers, lightly's `NTXentLoss`, the
   same initial backbone and projector (a copy made before training), the same optimiser,
   learning-rate schedule and batch size, and glibc's allocator as it settles by itself (the
-  process-wide `keep_host_memory` is undone around its epochs, before its workers start).
+  process-wide `keep_host_memory` is undone around its epochs, before its workers start; free
+  heap that ours left behind still serves it).
 
 The two alternate epoch by epoch in one process (ours as a Lightning callback runs the lightly
 epoch after each of its own), so load from other processes affects both alike. Training seconds
