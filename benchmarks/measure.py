@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import os
 import statistics
 import sys
@@ -23,6 +25,22 @@ def prepare(threads: int | None, seed: int = 0) -> None:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
     torch.set_flush_denormal(True)
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_MMAP_MAX = -1, -3, -4  # glibc's malloc.h
+_GLIBC_MMAP_THRESHOLD_MAX = 32 * MIB  # where glibc's adaptive mmap threshold stops growing
+
+
+def glibc_settled_allocator() -> None:
+    """glibc's allocator as a process's own thresholds settle (undoing
+    `contrastkit.train.heap.keep_freed_host_memory` for a peer measured in the same process):
+    allocations above 32 MiB mmap'ed and unmapped on free, the heap trimmed above 64 MiB."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    if not hasattr(libc, "gnu_get_libc_version"):
+        return  # not glibc: keep_freed_host_memory changed nothing either
+    libc.mallopt(_M_MMAP_MAX, 65536)
+    libc.mallopt(_M_MMAP_THRESHOLD, _GLIBC_MMAP_THRESHOLD_MAX)
+    libc.mallopt(_M_TRIM_THRESHOLD, 2 * _GLIBC_MMAP_THRESHOLD_MAX)
 
 
 def synchronize(device: torch.device) -> None:

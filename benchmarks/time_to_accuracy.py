@@ -6,11 +6,14 @@ each class held out; after every epoch each model's backbone is read by a kNN cl
 
 * ours: the real `PretrainModule` under Lightning's Trainer, as `contrastkit pretrain` builds it
   (in-memory uint8 batches, `BatchAugment` on whole batches, channels-last, the one-readback step,
-  CSV logs, a checkpoint each epoch), no online probe;
+  CSV logs, a checkpoint each epoch), no online probe, freed host memory kept for the next step
+  (`keep_host_memory`, as `contrastkit pretrain` sets it);
 * lightly loop: lightly 1.6.0's `SimCLRTransform` (jitter strength 0.5, no blur at 32 px, the same
   normalisation) on PIL images, a DataLoader with 2 workers, lightly's `NTXentLoss`, the
   same initial backbone and projector (a copy made before training), the same optimiser,
-  learning-rate schedule and batch size.
+  learning-rate schedule and batch size, and glibc's allocator as it settles by itself (the
+  process-wide `keep_host_memory` is undone around its epochs, before its workers start; free
+  heap that ours left behind still serves it).
 
 The two alternate epoch by epoch in one process (ours as a Lightning callback runs the lightly
 epoch after each of its own), so load from other processes affects both alike. Training seconds
@@ -22,6 +25,7 @@ With --budget-s and --no-lightly (the GPU check): ours alone, with as many epoch
 budget holds (estimated from timed steps first), and kNN after the last epoch only.
 Usage: python -m benchmarks.time_to_accuracy [--data FOLDER_OR_PACK] [--epochs 3]
 [--limit-per-class N] [--batch-size 256] [--backbone small-cnn] [--device cpu]
+[--keep-host-memory true|false]
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from benchmarks.cifar_pack import FOLDER, load
-from benchmarks.measure import synchronize
+from benchmarks.measure import glibc_settled_allocator, synchronize
 from benchmarks.train_step import PILImages
 from contrastkit.data.datasets import InMemoryImages, holdout_split
 from contrastkit.data.presets import DATASETS, DataRecipe
@@ -50,6 +54,7 @@ from contrastkit.methods import Method
 from contrastkit.train.config import PretrainConfig, build_config
 from contrastkit.train.data import PretrainData
 from contrastkit.train.factory import method_from_config
+from contrastkit.train.heap import keep_freed_host_memory
 from contrastkit.train.module import PretrainModule
 from contrastkit.train.optim import optimization_from_config
 from contrastkit.train.run import build_trainer
@@ -156,6 +161,7 @@ def lightly_epochs(
     dtype = torch.bfloat16 if config.precision == "bf16" else None
 
     def epoch() -> float:
+        glibc_settled_allocator()  # as the loop runs outside this process
         start = time.perf_counter()
         for (x0, x1), _ in loader:
             x0, x1 = (x.to(args.device, non_blocking=True) for x in (x0, x1))
@@ -166,7 +172,10 @@ def lightly_epochs(
             optimizer.zero_grad()
             scheduler.step()
         synchronize(args.device)
-        return time.perf_counter() - start
+        seconds = time.perf_counter() - start
+        if config.keep_host_memory:
+            keep_freed_host_memory()  # ours again
+        return seconds
 
     return epoch
 
@@ -272,6 +281,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2, help="the lightly loop's workers")
     parser.add_argument("--budget-s", type=float, default=None, help="ours: epochs that fit")
     parser.add_argument("--no-lightly", action="store_true", help="ours alone")
+    parser.add_argument(
+        "--keep-host-memory", default="true", choices=("true", "false"), help="ours: the option"
+    )
     args = parser.parse_args(argv)
     args.device = torch.device(args.device)
     return args
@@ -294,6 +306,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "progress": False,
         "precision": args.precision,
         "accelerator": "gpu" if args.device.type == "cuda" else "cpu",
+        "keep_host_memory": args.keep_host_memory == "true",
     }
     if args.budget_s is not None:
         probe_config = build_config([values])
@@ -301,6 +314,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         print(f"{values['epochs']} epochs fit in {args.budget_s:.0f} s (estimated)", flush=True)
     with tempfile.TemporaryDirectory() as out:
         config = build_config([{**values, "out": out}])
+        if config.keep_host_memory:
+            keep_freed_host_memory()  # as `contrastkit pretrain` does
         method = method_from_config(config, data.image_size, 3, data.num_classes)
         module = PretrainModule(config, method, data)
         other_model, other = None, None
