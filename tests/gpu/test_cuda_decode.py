@@ -12,9 +12,7 @@ import torch
 from contrastkit.data.batch_decode import decode_batch
 from contrastkit.train.run import pretrain
 from tests.data.test_batch_decode import files  # noqa: F401  (fixture)
-from tests.train.test_file_batches import folder  # noqa: F401  (fixture)
-
-from ..train.small_run import small_config
+from tests.train.test_file_batches import _config, folder  # noqa: F401  (fixture)
 
 pytestmark = [
     pytest.mark.gpu,
@@ -34,18 +32,7 @@ def test_cuda_decode_matches_the_cpu_decode_and_falls_back_alike(files) -> None:
 
 
 def test_whole_image_training_from_bytes_on_cuda(tmp_path: Path, folder: Path) -> None:  # noqa: F811
-    config = small_config(
-        tmp_path / "run",
-        accelerator="gpu",
-        dataset="imagenet",
-        data_dir=str(folder),
-        image_size=16,
-        batch_size=8,
-        probe=False,
-        workers=0,
-        decode="bytes",
-        max_bad_fraction=0.1,
-    )
+    config = _config(tmp_path, folder, accelerator="gpu", decode="bytes", max_bad_fraction=0.1)
     result = pretrain(config)
     assert np.isfinite(result.metrics["train/loss_epoch"])
     assert result.metrics["train/bad_files"] == 2

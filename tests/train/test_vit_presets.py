@@ -21,6 +21,8 @@ from contrastkit.models.library_backbones import build_library_model
 from contrastkit.train.config import build_config, load_preset
 from contrastkit.train.optim import schedule_from_config
 
+from .test_seed_presets import _same
+
 PRESETS = Path(__file__).resolve().parents[2] / "src" / "contrastkit" / "presets"
 NAME = "imagenet100_moco_v3_vit_small"
 
@@ -54,25 +56,6 @@ MOCO_V3_VIT_SMALL = {
     "precision": "auto",  # MoCo v3: fp16 autocast with a grad scaler
     "workers": 8,
 }
-
-
-def _same(actual: object, expected: object) -> bool:
-    if isinstance(expected, dict):
-        return (
-            isinstance(actual, dict)
-            and actual.keys() == expected.keys()
-            and all(_same(actual[k], v) for k, v in expected.items())
-        )
-    if isinstance(expected, float) or isinstance(actual, float):
-        return math.isclose(float(actual), float(expected), rel_tol=1e-12)
-    return actual == expected
-
-
-def test_the_preset_equals_moco_v3s_vit_small_settings_key_by_key() -> None:
-    raw = load_preset(PRESETS / f"{NAME}.yaml")
-    assert raw.keys() == MOCO_V3_VIT_SMALL.keys(), set(raw) ^ set(MOCO_V3_VIT_SMALL)
-    for key, value in MOCO_V3_VIT_SMALL.items():
-        assert _same(raw[key], value), (key, raw[key], value)
 
 
 def test_the_preset_resolves_with_print_config_to_the_same_values(
@@ -195,13 +178,6 @@ DINO_VIT_SMALL = {
 }
 
 
-def test_the_dino_preset_equals_dinos_vit_small_settings_key_by_key() -> None:
-    raw = load_preset(PRESETS / f"{DINO_NAME}.yaml")
-    assert raw.keys() == DINO_VIT_SMALL.keys(), set(raw) ^ set(DINO_VIT_SMALL)
-    for key, value in DINO_VIT_SMALL.items():
-        assert _same(raw[key], value), (key, raw[key], value)
-
-
 def test_the_dino_preset_resolves_to_data_augmentation_dino(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -256,3 +232,15 @@ def test_the_lr_of_every_step_is_dinos_cosine_scheduler() -> None:
     assert per_unit == 1
     for step in range(0, per_epoch * 100, 13):
         assert config.lr * schedule(step) == pytest.approx(expected[step], rel=1e-9, abs=1e-15)
+
+
+@pytest.mark.parametrize(
+    ("name", "source"),
+    [(NAME, MOCO_V3_VIT_SMALL), (DINO_NAME, DINO_VIT_SMALL)],
+    ids=["moco_v3", "dino"],
+)
+def test_the_preset_equals_its_sources_settings_key_by_key(name: str, source: dict) -> None:
+    raw = load_preset(PRESETS / f"{name}.yaml")
+    assert raw.keys() == source.keys(), set(raw) ^ set(source)
+    for key, value in source.items():
+        assert _same(raw[key], value), (key, raw[key], value)
