@@ -95,13 +95,13 @@ def test_training_skips_bad_samples_and_names_them(
         return forward(self, images, generator, sizes)
 
     monkeypatch.setattr(BatchAugment, "forward", spy)
-    values = _values(shards, tmp_path / "run", decode=decode, max_bad_fraction=0.1)
+    values = _values(shards, tmp_path / "run", decode=decode, max_bad_fraction=0.1, max_side=64)
     with caplog.at_level(logging.WARNING):
         result = pretrain(small_config(tmp_path / "run", **values))
     assert len(seen) == 3  # 24 samples, batches of 8: the epoch went through
     if decode == "pil":
         assert seen == [None, None, None]  # centre crops, no sizes
-    else:  # whole images of five sizes, padded to each batch's largest sides
+    else:  # whole images of five sizes (none over max_side), padded to each batch's largest
         for padded, sizes in seen:
             assert padded == tuple(sizes.amax(0).tolist())
             assert len(set(map(tuple, sizes.tolist()))) > 1
