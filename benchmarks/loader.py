@@ -1,13 +1,18 @@
 """Images/s of the ways a streamed image folder reaches training, at 224 px with two views.
 
-Candidates, one row each per worker count (``CANDIDATES``: add one entry for another path, e.g.
-shards, as a function from a ``Setup`` to an iterable of device batches):
+Candidates, one row each per worker count (``CANDIDATES``: add one entry for another path, as a
+function from a ``Setup`` to an iterable of device batches):
 
 * ``pil-workers``: workers decode each JPEG with PIL, resize its shorter side to 224 and
   centre-crop it (``decode=pil``, the old path); crops then come from the centre square;
 * ``bytes+batched-decode``: workers read raw bytes; the batch is decoded on the training device
   with torchvision's batched ``decode_jpeg`` (``decode=bytes``), whole, padded, each image capped
-  at ``max_side``; crops come from the whole image.
+  at ``max_side``; crops come from the whole image;
+* ``shards+pil-workers`` and ``shards+batched-decode``: the same two decodes of the same images
+  read from LitData shards (``contrastkit prepare --format litdata``) through LitData's
+  StreamingDataLoader, as ``--data-dir SHARDS`` trains. The shards are written once, untimed,
+  beside the folder. (WebDataset shards are converted to LitData chunks once when first read,
+  then read by this same path, so they need no row of their own.)
 
 Each batch then gets the training augmentation (two SimCLR views at 224 of the ImageNet recipe),
 as ``contrastkit pretrain`` runs it. The table gives images/s of passes over the folder that
@@ -26,6 +31,7 @@ import datetime
 import io
 import os
 import platform
+import shutil
 import statistics
 import time
 from collections.abc import Callable, Iterable
@@ -37,6 +43,8 @@ import torch
 from contrastkit.data.bad_files import BadFiles
 from contrastkit.data.datasets import StreamingImages
 from contrastkit.data.presets import DataRecipe
+from contrastkit.data.shards import write_shards
+from contrastkit.data.streaming import ShardImages, load_shard_split
 from contrastkit.fileio import atomic_write_bytes
 from contrastkit.train.data import EpochBatches
 
@@ -52,15 +60,17 @@ class Setup:
     """What every candidate loads, and how."""
 
     images: StreamingImages  # the folder's files, resized to SIZE where a path decodes in workers
+    shards: ShardImages  # the same files as LitData shards
     batch_size: int
     workers: int
     device: torch.device
 
 
-def _epoch_batches(setup: Setup, decode: str) -> EpochBatches:
+def _epoch_batches(setup: Setup, decode: str, shards: bool = False) -> EpochBatches:
     epochs = iter(range(1_000_000))  # a new shuffle each pass, as epochs of a run
+    images = setup.shards if shards else setup.images
     return EpochBatches(
-        setup.images,
+        images,
         setup.batch_size,
         setup.device,
         seed=0,
@@ -68,7 +78,7 @@ def _epoch_batches(setup: Setup, decode: str) -> EpochBatches:
         workers=setup.workers,
         decode=decode,
         max_side=2 * SIZE,
-        bad_files=BadFiles(len(setup.images), 0.0),
+        bad_files=BadFiles(len(images), 0.0),
     )
 
 
@@ -81,6 +91,8 @@ class Candidate:
 CANDIDATES = (
     Candidate("pil-workers", lambda setup: _epoch_batches(setup, "pil")),
     Candidate("bytes+batched-decode", lambda setup: _epoch_batches(setup, "bytes")),
+    Candidate("shards+pil-workers", lambda setup: _epoch_batches(setup, "pil", shards=True)),
+    Candidate("shards+batched-decode", lambda setup: _epoch_batches(setup, "bytes", shards=True)),
 )
 
 
@@ -111,6 +123,22 @@ def folder_images(per_class: int) -> StreamingImages:
         paths += files
         labels += [label] * len(files)
     return StreamingImages(paths, torch.tensor(labels), classes, image_size=SIZE)
+
+
+def folder_shards(images: StreamingImages, per_class: int) -> ShardImages:
+    """LitData shards of exactly ``images`` (written once, untimed, from a folder of hard links
+    to them, and kept between runs), read at SIZE."""
+    out = FOLDER.parent / f"shards_{per_class}"
+    if not out.is_dir():
+        source = FOLDER.parent / f"shard_source_{per_class}"
+        shutil.rmtree(source, ignore_errors=True)
+        for path in images.paths:
+            link = source / "train" / Path(path).parent.name / Path(path).name
+            link.parent.mkdir(parents=True, exist_ok=True)
+            os.link(path, link)
+        write_shards(source, out, "litdata")
+        shutil.rmtree(source)
+    return load_shard_split(str(out), "train", FOLDER.parent / "cache", SIZE)
 
 
 def images_per_s(batches: Iterable, augment: torch.nn.Module | None, device: torch.device) -> float:
@@ -147,10 +175,11 @@ def main() -> None:
     build_folder(SHARED_CIFAR, args.per_class)
     device = torch.device(args.device)
     images = folder_images(args.per_class)
+    shards = folder_shards(images, args.per_class)
     augment = DataRecipe("imagenet", SIZE, 3).augmentation().to(device)
     rows = []
     for workers in args.workers:
-        setup = Setup(images, args.batch_size, workers, device)
+        setup = Setup(images, shards, args.batch_size, workers, device)
         built = [(c, c.batches(setup)) for c in CANDIDATES]
         for _, batches in built:  # warm-up: worker start, first decode
             images_per_s(batches, None, device)

@@ -4,6 +4,7 @@ loader resumed from a saved position serves the samples an uninterrupted epoch s
 
 from __future__ import annotations
 
+import io
 import json
 import tarfile
 from pathlib import Path
@@ -135,8 +136,8 @@ def test_a_resumed_loader_serves_the_rest_of_the_epoch(folder, tmp_path, workers
     assert len(ids_by_pixels) == len(files)
     data = load_dataset("imagefolder", "train", out, cache_dir=tmp_path)
 
-    def epochs(batches, numbers):
-        return [[_ids(images, ids_by_pixels) for images, _ in batches.epoch(e)] for e in numbers]
+    def epochs(batches, numbers):  # decode="pil": each FileBatch holds the decoded pixels
+        return [[_ids(batch.payload, ids_by_pixels) for batch in batches.epoch(e)] for e in numbers]
 
     straight = epochs(data.batches(4, workers, shuffle=True, seed=3), [0, 1])
     assert len(straight[0]) == len(files) // 4
@@ -145,7 +146,7 @@ def test_a_resumed_loader_serves_the_rest_of_the_epoch(folder, tmp_path, workers
 
     first = data.batches(4, workers, shuffle=True, seed=3)
     iterator = first.epoch(0)
-    seen = [_ids(next(iterator)[0], ids_by_pixels) for _ in range(4)]
+    seen = [_ids(next(iterator).payload, ids_by_pixels) for _ in range(4)]
     assert seen == straight[0][:4]
     position = first.position(2)
     del iterator, first
@@ -242,3 +243,34 @@ def test_an_undecodable_sample_is_named_by_its_index() -> None:
     with pytest.raises(CorruptImageError) as caught:
         decode_sample({"index": 7, "label": 0, "image": b"not an image"}, None)
     assert "BytesIO" not in str(caught.value)
+
+
+def test_a_worker_hands_over_bytes_pixels_or_the_reason_never_raising() -> None:
+    """`decode=bytes`: the stored bytes as they are (an undecodable sample's too: the device's
+    decode finds it out); `pil`: the pixels decode_sample gives, or for an undecodable sample
+    no payload and the reason naming its index."""
+    from contrastkit.data.streaming import decode_sample, shard_sample
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.arange(5 * 7 * 3, dtype=np.uint8).reshape(5, 7, 3)).save(buffer, "PNG")
+    good = {"index": 3, "label": 2, "image": buffer.getvalue()}
+    raw = shard_sample(good, None, "bytes")
+    assert raw.index == 3 and int(raw.label) == 2 and raw.failure is None
+    assert raw.payload.dtype == torch.uint8 and raw.payload.numpy().tobytes() == buffer.getvalue()
+    decoded = shard_sample(good, 4, "pil")
+    assert torch.equal(decoded.payload, decode_sample(good, 4)[0])
+    bad = {"index": 7, "label": 1, "image": b"not an image"}
+    assert shard_sample(bad, None, "bytes").payload is not None
+    failed = shard_sample(bad, None, "pil")
+    assert failed.payload is None and failed.index == 7 and int(failed.label) == 1
+    assert failed.failure.startswith("cannot decode image 7 of the shards: ")
+
+
+def test_shard_samples_are_named_by_source_and_index() -> None:
+    from contrastkit.data.streaming import ShardNames
+
+    names = ShardNames("s3://bucket/train", 3)
+    assert list(names) == [f"s3://bucket/train#{i}" for i in range(3)]
+    assert names[-1] == "s3://bucket/train#2"
+    with pytest.raises(IndexError):
+        names[3]

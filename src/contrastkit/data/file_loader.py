@@ -158,7 +158,7 @@ class FileBatchFinisher:
         sizes: Tensor | None = None
         if isinstance(batch.payload, Tensor):
             images = batch.payload.to(self.device, non_blocking=True)
-        else:
+        elif len(labels):  # bytes to decode; none when every file failed in the workers
             decoded = decode_batch(batch.payload, self.device, self.max_side)
             failures += [(int(batch.indices[p]), why) for p, why in decoded.failures]
             images, sizes, labels = decoded.images, decoded.sizes, labels[decoded.kept]

@@ -1,10 +1,14 @@
 """A split stored as shards, read through LitData's StreamingDataset and StreamingDataLoader.
 
-Workers decode each sample's encoded bytes exactly as folder streaming decodes a file (the same
-resize and centre crop to ``image_size``), so augmentation downstream sees the same uint8
-images. Each rank reads its own part of every epoch, the same number of batches on every rank
-(drop_last), and the loader's position after any batch can be saved and restored: a resumed
-run continues mid-epoch with the samples an uninterrupted run would have seen.
+Workers hand over each sample as folder streaming hands over a file (``FileSample``, by
+``decode``): its raw bytes, decoded on the training device as one batch; or pixels decoded in
+the worker with the same resize and centre crop to ``image_size``; or, for a sample that cannot
+be decoded, the reason, so one broken sample never ends an epoch. Batches are ``FileBatch``es,
+finished on the device by the same ``FileBatchFinisher`` as folders'; a bad sample is named
+``<source>#<index>`` (``ShardImages.names``). Each rank reads its own part of every epoch, the
+same number of batches on every rank (drop_last), and the loader's position after any batch can
+be saved and restored: a resumed run continues mid-epoch with the samples an uninterrupted run
+would have seen.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import io
 import itertools
 import re
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +27,7 @@ import torch
 from torch import Tensor
 
 from .datasets import CorruptImageError, _decode, _one_line
+from .file_loader import FileSample, check_file_loading, collate_files
 from .shards import ShardSplit, is_url, read_split, split_folder
 
 _IN_MEMORY = re.compile(r" ?<_io\.BytesIO object at 0x[0-9a-f]+>")  # PIL names the buffer
@@ -39,6 +44,35 @@ def decode_sample(sample: Mapping[str, Any], image_size: int | None) -> tuple[Te
             f"cannot decode image {sample['index']} of the shards: {reason}"
         ) from None
     return torch.from_numpy(np.ascontiguousarray(image)), torch.tensor(sample["label"])
+
+
+def shard_sample(sample: Mapping[str, Any], image_size: int | None, decode: str) -> FileSample:
+    """One stored sample as a worker hands it over: its bytes (``decode="bytes"``), or decoded
+    as folder files are (``"pil"``), or, when that fails, the reason; it never raises."""
+    index, label = int(sample["index"]), torch.tensor(sample["label"])
+    if decode == "bytes":
+        data = np.frombuffer(bytes(sample["image"]), dtype=np.uint8).copy()
+        return FileSample(index, torch.from_numpy(data), label)
+    try:
+        pixels, _ = decode_sample(sample, image_size)
+    except CorruptImageError as error:
+        return FileSample(index, None, label, str(error))
+    return FileSample(index, pixels, label)
+
+
+class ShardNames(Sequence[str]):
+    """``<source>#<index>`` of each stored sample: how the log and checkpoint name a bad one."""
+
+    def __init__(self, source: str, count: int) -> None:
+        self.source, self.count = source, count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: int) -> str:  # type: ignore[override]
+        if not -self.count <= index < self.count:
+            raise IndexError(f"sample {index} of {self.count}")
+        return f"{self.source}#{index % self.count}"
 
 
 class ShardImages:
@@ -59,14 +93,27 @@ class ShardImages:
     def __len__(self) -> int:
         return self.count
 
+    @property
+    def names(self) -> ShardNames:
+        """Each sample's name, ``<source>#<index>``, as folders name theirs by path."""
+        return ShardNames(self.source, self.count)
+
     def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+        """Sample `index` decoded as folder files are; CorruptImageError when it cannot be."""
         if self._reader is None:
-            self._reader = self.dataset(shuffle=False, seed=0)
+            reader = functools.partial(decode_sample, image_size=self.image_size)
+            self._reader = self._dataset(shuffle=False, seed=0, transform=reader)
         return self._reader[index]
 
-    def dataset(self, shuffle: bool, seed: int):
-        """A StreamingDataset of decoded (image, label) samples; it splits itself between the
-        ranks of the process group (when there is one), so build it after the group is up."""
+    def dataset(self, shuffle: bool, seed: int, decode: str):
+        """A StreamingDataset of ``FileSample``s as `decode` says (see ``shard_sample``); it
+        splits itself between the ranks of the process group (when there is one), so build it
+        after the group is up."""
+        check_file_loading(decode, None, 0.0)
+        transform = functools.partial(shard_sample, image_size=self.image_size, decode=decode)
+        return self._dataset(shuffle, seed, transform)
+
+    def _dataset(self, shuffle: bool, seed: int, transform: Callable[[Mapping[str, Any]], Any]):
         from litdata import StreamingDataset
 
         return StreamingDataset(
@@ -75,22 +122,29 @@ class ShardImages:
             shuffle=shuffle,
             drop_last=shuffle,  # training: equal batches on every rank
             seed=seed,
-            transform=functools.partial(decode_sample, image_size=self.image_size),
+            transform=transform,
         )
 
     def batches(
-        self, batch_size: int, workers: int, shuffle: bool, seed: int, pin_memory: bool = False
+        self,
+        batch_size: int,
+        workers: int,
+        shuffle: bool,
+        seed: int,
+        decode: str = "pil",
+        pin_memory: bool = False,
     ) -> ShardBatches:
-        """Batches of this rank's part of each epoch, through a StreamingDataLoader."""
+        """``FileBatch``es of this rank's part of each epoch, through a StreamingDataLoader."""
         from litdata import StreamingDataLoader
 
         loader = StreamingDataLoader(
-            self.dataset(shuffle, seed),
+            self.dataset(shuffle, seed, decode),
             batch_size=batch_size,
             num_workers=workers,
             drop_last=shuffle,
             pin_memory=pin_memory,
             persistent_workers=False,  # a resumed position restarts the workers
+            collate_fn=collate_files,
         )
         return ShardBatches(loader)
 

@@ -209,10 +209,11 @@ class EpochBatches:
 
     The epoch is read from `epoch()` at each `iter()`, so a resumed run replays exactly the
     epoch it was interrupted in. In-memory data lives on the device; folders stream through a
-    DataLoader with worker processes, decoded there or on the device (``decode``, see
-    ``data.file_loader``); their unreadable files are left out and counted in ``bad_files``.
-    Shards stream through LitData's StreamingDataLoader, whose position after each batch
-    `position` gives for a checkpoint and `resume` restores.
+    DataLoader with worker processes, shards through LitData's StreamingDataLoader, whose
+    position after each batch `position` gives for a checkpoint and `resume` restores. Both
+    hand over ``FileBatch``es decoded in the workers or on the device (``decode``, see
+    ``data.file_loader``), finished alike; unreadable files and shard samples are left out
+    and counted in ``bad_files``.
     """
 
     def __init__(
@@ -233,11 +234,10 @@ class EpochBatches:
         self.epoch, self.seed, self.shuffle = epoch, seed, shuffle
         self.rank, self.world_size = rank, world_size
         self.device = device
-        self.skip = 0  # batches of the next iteration to pass over (a mid-epoch resume)
-        if isinstance(images, ShardImages):
-            pin = device.type == "cuda"
-            self.source = images.batches(batch_size, workers, shuffle, seed, pin_memory=pin)
-        elif isinstance(images, InMemoryImages):
+        self._resume_at = (0, 0)  # (served, read) batches the next iteration starts after
+        self._began = (0, 0)  # those of the current iteration
+        self._dropped: list[int] = []  # batches served when each all-unreadable batch was read
+        if isinstance(images, InMemoryImages):
             self.source: Iterable = DeviceBatches(
                 images.images.to(device),
                 images.labels.to(device),
@@ -249,9 +249,15 @@ class EpochBatches:
                 world_size=world_size,
             )
         else:
-            self.source = self._streaming_loader(images, batch_size, workers, decode)
+            if isinstance(images, ShardImages):
+                pin = device.type == "cuda"
+                self.source = images.batches(batch_size, workers, shuffle, seed, decode, pin)
+                names = images.names
+            else:
+                self.source = self._streaming_loader(images, batch_size, workers, decode)
+                names = images.paths
             self.finish = FileBatchFinisher(
-                images.paths,
+                names,
                 device,
                 bad_files
                 if bad_files is not None
@@ -285,23 +291,42 @@ class EpochBatches:
 
     def resume(self, position: dict[str, Any]) -> None:
         """Start the next iteration inside an epoch, at a saved `position` (module checkpoint)."""
+        served = int(position["batches"])
+        read = int(position.get("read", served))
+        self._resume_at = (served, read)
         if isinstance(self.source, ShardBatches):
-            self.source.resume(position.get("loader"), int(position["batches"]))
-        else:
-            self.skip = int(position["batches"])
+            self.source.resume(position.get("loader"), read)
 
     def position(self, batches: int) -> dict[str, Any]:
-        """What `resume` needs beyond the batch count: a shard loader's state after `batches`."""
+        """What `resume` needs beyond the count of `batches` served: the loader's batches read
+        by then (more when a batch was all unreadable), and a shard loader's state there."""
+        served, read = self._began
+        read += batches - served + sum(1 for at in self._dropped if at < batches)
         if isinstance(self.source, ShardBatches):
-            return {"loader": self.source.position(batches)}
-        return {}
+            return {"read": read, "loader": self.source.position(read)}
+        return {"read": read}
 
     def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
-        epoch = self.epoch()
+        self._began, self._resume_at = self._resume_at, (0, 0)
+        served = self._began[0]
+        self._dropped = []
+        for batch in self._epoch_batches(self.epoch()):
+            if isinstance(batch, FileBatch):  # (images, labels[, sizes]); None: all unreadable
+                finished = self.finish(batch)
+                if finished is None:
+                    self._dropped.append(served)
+                    continue
+                served += 1
+                yield finished
+                continue
+            images, labels = batch
+            served += 1
+            yield images.to(self.device, non_blocking=True), labels.to(self.device)
+
+    def _epoch_batches(self, epoch: int) -> Iterable:
+        """The source's batches of `epoch`, after those read before a resumed position."""
         if isinstance(self.source, ShardBatches):
-            for images, labels in self.source.epoch(epoch):
-                yield images.to(self.device, non_blocking=True), labels.to(self.device)
-            return
+            return self.source.epoch(epoch)
         if isinstance(self.source, DeviceBatches):
             self.source.set_epoch(epoch)
         elif isinstance(self.source.sampler, DistributedSampler):
@@ -310,12 +335,4 @@ class EpochBatches:
             self.source.sampler.generator = torch.Generator().manual_seed(
                 epoch_seed(self.seed, epoch, self.rank)
             )
-        skip, self.skip = self.skip, 0
-        for batch in itertools.islice(self.source, skip, None):
-            if isinstance(batch, FileBatch):  # (images, labels[, sizes]); None: all unreadable
-                finished = self.finish(batch)
-                if finished is not None:
-                    yield finished
-                continue
-            images, labels = batch
-            yield images.to(self.device, non_blocking=True), labels.to(self.device)
+        return itertools.islice(self.source, self._began[1], None)
