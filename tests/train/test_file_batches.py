@@ -192,6 +192,22 @@ def test_a_short_batch_is_topped_up_for_equal_rows_across_ranks(folder: Path) ->
     assert len(shrunk[1]) == 3  # one device: the batch just loses the unreadable file
 
 
+def test_an_unreadable_batch_repeats_the_last_one_across_ranks(folder: Path) -> None:
+    """Several ranks must take equal steps: a batch of only unreadable files is replaced by the
+    last batch served with fill_to, and left out on one device."""
+    images = _streaming(folder)
+    bad = [i for i, p in enumerate(images.paths) if p.endswith(tuple(BAD))]
+    samples = file_samples(images, "bytes")
+    good, unreadable = (collate_files([samples[i] for i in rows]) for rows in ((0, 1), bad))
+    finisher = FileBatchFinisher(images.paths, torch.device("cpu"), BadFiles(22, 0.5), fill_to=2)
+    assert finisher(unreadable) is None  # nothing served yet
+    served = finisher(good)
+    assert all(a is b for a, b in zip(finisher(unreadable), served, strict=True))
+    one_device = FileBatchFinisher(images.paths, torch.device("cpu"), BadFiles(22, 0.5))
+    one_device(good)
+    assert one_device(unreadable) is None
+
+
 class _StopAfterFirstEpoch(L.Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         trainer.should_stop = True

@@ -137,7 +137,9 @@ class FileBatchFinisher:
     Bytes are decoded on the device, whole (``max_side`` caps the longer side), and ``sizes``
     (B, 2) says where each image ends in the padded batch. Unreadable files go to ``bad``. With
     ``fill_to``, a batch that lost samples is topped up with repeats of its first ones, so that
-    every rank of a multi-device run gathers the same number of rows.
+    every rank of a multi-device run gathers the same number of rows, and a batch that lost all
+    of them is replaced by the last batch served, so that every rank takes the same number of
+    steps (a rank that skipped one would leave the others waiting in the next all-reduce).
     """
 
     def __init__(
@@ -150,9 +152,11 @@ class FileBatchFinisher:
     ) -> None:
         self.paths, self.device, self.bad = paths, device, bad
         self.max_side, self.fill_to = max_side, fill_to
+        self._last: BatchOnDevice | None = None  # with fill_to: what an unreadable batch repeats
 
     def __call__(self, batch: FileBatch) -> BatchOnDevice | None:
-        """The batch on the device, or None when none of its files could be read."""
+        """The batch on the device; when none of its files could be read, None, or with
+        ``fill_to`` the last batch served (None before the first)."""
         failures = list(batch.failures)
         labels = batch.labels
         sizes: Tensor | None = None
@@ -165,10 +169,13 @@ class FileBatchFinisher:
         for index, reason in failures:
             self.bad.add(self.paths[index], reason)
         if len(labels) == 0:
-            return None
+            return self._last if self.fill_to is not None else None
         if self.fill_to is not None and len(labels) < self.fill_to:
             repeat = torch.arange(self.fill_to) % len(labels)
             images, labels = images[repeat.to(images.device)], labels[repeat]
             sizes = None if sizes is None else sizes[repeat]
         labels = labels.to(self.device, non_blocking=True)
-        return (images, labels) if sizes is None else (images, labels, sizes)
+        finished = (images, labels) if sizes is None else (images, labels, sizes)
+        if self.fill_to is not None:
+            self._last = finished
+        return finished
