@@ -26,6 +26,19 @@ from .test_seed_presets import _same
 PRESETS = Path(__file__).resolve().parents[2] / "src" / "contrastkit" / "presets"
 NAME = "imagenet100_moco_v3_vit_small"
 
+BYOL_COLOUR = {  # both sources' flip, ColorJitter(0.4, 0.4, 0.2, 0.1), grayscale and blur
+    "flip_p": 0.5,
+    "jitter_p": 0.8,
+    "brightness": 0.4,
+    "contrast": 0.4,
+    "saturation": 0.2,
+    "hue": 0.1,
+    "grayscale_p": 0.2,
+    "blur_sigma": [0.1, 2.0],
+    "mean": [0.485, 0.456, 0.406],
+    "std": [0.229, 0.224, 0.225],
+}
+
 MOCO_V3_VIT_SMALL = {
     "method": "moco_v3",
     "dataset": "imagenet100",  # solo-learn's mocov3_vit.yaml; MoCo v3 itself: ImageNet-1k
@@ -77,16 +90,7 @@ def test_the_preset_resolves_with_print_config_to_the_same_values(
     both = {
         "crop_size": 224,
         "scale": [0.08, 1.0],  # --crop-min 0.08
-        "flip_p": 0.5,
-        "jitter_p": 0.8,
-        "brightness": 0.4,  # ColorJitter(0.4, 0.4, 0.2, 0.1)
-        "contrast": 0.4,
-        "saturation": 0.2,
-        "hue": 0.1,
-        "grayscale_p": 0.2,
-        "blur_sigma": [0.1, 2.0],
-        "mean": [0.485, 0.456, 0.406],
-        "std": [0.229, 0.224, 0.225],
+        **BYOL_COLOUR,
     }
     views = {
         "view1": {"blur_p": 1.0, "solarize_p": 0.0},
@@ -187,18 +191,6 @@ def test_the_dino_preset_resolves_to_data_augmentation_dino(
     for key, value in DINO_VIT_SMALL.items():
         if key != "augment":
             assert _same(printed[key], value), (key, printed[key], value)
-    common = {
-        "flip_p": 0.5,
-        "jitter_p": 0.8,
-        "brightness": 0.4,  # ColorJitter(brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1)
-        "contrast": 0.4,
-        "saturation": 0.2,
-        "hue": 0.1,
-        "grayscale_p": 0.2,
-        "blur_sigma": [0.1, 2.0],
-        "mean": [0.485, 0.456, 0.406],
-        "std": [0.229, 0.224, 0.225],
-    }
     global_crop = {"crop_size": 224, "scale": [0.4, 1.0]}
     local_crop = {"crop_size": 96, "scale": [0.05, 0.4], "blur_p": 0.5, "solarize_p": 0.0}
     views = {
@@ -208,7 +200,7 @@ def test_the_dino_preset_resolves_to_data_augmentation_dino(
     }
     assert set(printed["augment"]) == set(views)
     for view, own in views.items():
-        for key, value in {**common, **own}.items():
+        for key, value in {**BYOL_COLOUR, **own}.items():
             assert _same(printed["augment"][view][key], value), (view, key)
 
 
