@@ -8,7 +8,9 @@ from typing import ParamSpec, TypeVar
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
+
+from .row_logsumexp import check_chunk_size
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -118,3 +120,15 @@ def off_diagonal_square_sum(m: Tensor) -> Tensor:
     off = m.clone()
     off.diagonal().zero_()
     return off.square().sum()
+
+
+class TemperatureLoss(nn.Module):
+    """Base of the loss modules over temperature-scaled similarities: checks and keeps
+    `temperature` (> 0), `gather` (negatives from every rank) and `chunk_size` (rows per
+    chunk; None: dense)."""
+
+    def __init__(self, temperature: float, gather: bool, chunk_size: int | None) -> None:
+        super().__init__()
+        check_positive("temperature", temperature)
+        check_chunk_size(chunk_size)
+        self.temperature, self.gather, self.chunk_size = temperature, gather, chunk_size

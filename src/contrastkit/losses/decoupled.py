@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from ._common import check_pair, check_positive, full_precision, normalize
+from ._common import TemperatureLoss, check_pair, check_positive, full_precision, normalize
 from .distributed import gather_no_grad, gather_views, row_offset
-from .row_logsumexp import check_chunk_size, row_logsumexp
+from .row_logsumexp import row_logsumexp
 
 
 def _decoupled(
@@ -98,16 +98,13 @@ def dclw(
     return _decoupled(z1, z2, temperature, gather, True, chunk_size, weights)
 
 
-class DCLLoss(nn.Module):
+class DCLLoss(TemperatureLoss):
     """Module form of :func:`dcl`."""
 
     def __init__(
         self, temperature: float = 0.1, gather: bool = True, chunk_size: int | None = None
     ):
-        super().__init__()
-        check_positive("temperature", temperature)
-        check_chunk_size(chunk_size)
-        self.temperature, self.gather, self.chunk_size = temperature, gather, chunk_size
+        super().__init__(temperature, gather, chunk_size)
 
     def forward(self, z1: Tensor, z2: Tensor) -> Tensor:
         return dcl(z1, z2, self.temperature, self.gather, self.chunk_size)
@@ -120,7 +117,7 @@ class DCLSymmetricLoss(DCLLoss):
         return dcl_symmetric(z1, z2, self.temperature, self.gather, self.chunk_size)
 
 
-class DCLWLoss(nn.Module):
+class DCLWLoss(TemperatureLoss):
     """Module form of :func:`dclw`."""
 
     def __init__(
@@ -130,12 +127,9 @@ class DCLWLoss(nn.Module):
         gather: bool = True,
         chunk_size: int | None = None,
     ):
-        super().__init__()
-        check_positive("temperature", temperature)
+        super().__init__(temperature, gather, chunk_size)
         check_positive("sigma", sigma)
-        check_chunk_size(chunk_size)
-        self.temperature, self.sigma, self.gather = temperature, sigma, gather
-        self.chunk_size = chunk_size
+        self.sigma = sigma
 
     def forward(self, z1: Tensor, z2: Tensor) -> Tensor:
         return dclw(z1, z2, self.temperature, self.sigma, self.gather, self.chunk_size)

@@ -5,7 +5,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ._common import check_pair, check_positive, full_precision, index_mask, normalize
+from ._common import (
+    TemperatureLoss,
+    check_pair,
+    check_positive,
+    full_precision,
+    index_mask,
+    normalize,
+)
 from .distributed import gather_rows, own_columns
 from .row_logsumexp import blockwise_sum, check_chunk_size, row_logsumexp
 
@@ -71,7 +78,7 @@ def kcl(
     return gamma * energy / (2 * u.shape[0] * (u_all.shape[0] - 1)) - alignment.mean()
 
 
-class DHELLoss(nn.Module):
+class DHELLoss(TemperatureLoss):
     """Module form of :func:`dhel`."""
 
     def __init__(
@@ -81,11 +88,8 @@ class DHELLoss(nn.Module):
         gather: bool = True,
         chunk_size: int | None = None,
     ):
-        super().__init__()
-        check_positive("temperature", temperature)
-        check_chunk_size(chunk_size)
-        self.temperature, self.both_views, self.gather = temperature, both_views, gather
-        self.chunk_size = chunk_size
+        super().__init__(temperature, gather, chunk_size)
+        self.both_views = both_views
 
     def forward(self, z1: Tensor, z2: Tensor) -> Tensor:
         return dhel(z1, z2, self.temperature, self.both_views, self.gather, self.chunk_size)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from ._common import check_pair, check_positive, full_precision, normalize
+from ._common import TemperatureLoss, check_pair, check_positive, full_precision, normalize
 from .distributed import gather_rows, gather_views
-from .row_logsumexp import check_chunk_size, row_logsumexp
+from .row_logsumexp import row_logsumexp
 
 
 @full_precision
@@ -60,7 +60,7 @@ def nt_xent(
     return (lse - positive).mean()
 
 
-class InfoNCELoss(nn.Module):
+class InfoNCELoss(TemperatureLoss):
     """Module form of :func:`info_nce`."""
 
     def __init__(
@@ -70,26 +70,20 @@ class InfoNCELoss(nn.Module):
         gather: bool = True,
         chunk_size: int | None = None,
     ):
-        super().__init__()
-        check_positive("temperature", temperature)
-        check_chunk_size(chunk_size)
-        self.temperature, self.symmetric, self.gather = temperature, symmetric, gather
-        self.chunk_size = chunk_size
+        super().__init__(temperature, gather, chunk_size)
+        self.symmetric = symmetric
 
     def forward(self, z1: Tensor, z2: Tensor) -> Tensor:
         return info_nce(z1, z2, self.temperature, self.symmetric, self.gather, self.chunk_size)
 
 
-class NTXentLoss(nn.Module):
+class NTXentLoss(TemperatureLoss):
     """Module form of :func:`nt_xent`."""
 
     def __init__(
         self, temperature: float = 0.5, gather: bool = True, chunk_size: int | None = None
     ):
-        super().__init__()
-        check_positive("temperature", temperature)
-        check_chunk_size(chunk_size)
-        self.temperature, self.gather, self.chunk_size = temperature, gather, chunk_size
+        super().__init__(temperature, gather, chunk_size)
 
     def forward(self, z1: Tensor, z2: Tensor) -> Tensor:
         return nt_xent(z1, z2, self.temperature, self.gather, self.chunk_size)

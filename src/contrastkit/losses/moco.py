@@ -5,9 +5,16 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ._common import check_embeddings, check_pair, check_positive, full_precision, normalize
+from ._common import (
+    TemperatureLoss,
+    check_embeddings,
+    check_pair,
+    check_positive,
+    full_precision,
+    normalize,
+)
 from .distributed import gather_no_grad
-from .row_logsumexp import check_chunk_size, row_logsumexp
+from .row_logsumexp import row_logsumexp
 
 
 @full_precision
@@ -76,16 +83,13 @@ class MoCoLoss(nn.Module):
         return moco(q, k, queue, self.temperature, self.gather)
 
 
-class MoCoV3Loss(nn.Module):
+class MoCoV3Loss(TemperatureLoss):
     """Module form of :func:`moco_v3`."""
 
     def __init__(
         self, temperature: float = 0.2, gather: bool = True, chunk_size: int | None = None
     ):
-        super().__init__()
-        check_positive("temperature", temperature)
-        check_chunk_size(chunk_size)
-        self.temperature, self.gather, self.chunk_size = temperature, gather, chunk_size
+        super().__init__(temperature, gather, chunk_size)
 
     def forward(self, q: Tensor, k: Tensor) -> Tensor:
         return moco_v3(q, k, self.temperature, self.gather, self.chunk_size)

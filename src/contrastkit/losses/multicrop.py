@@ -4,11 +4,11 @@ SimCLR, seed 002), after SwAV's multi-crop (Caron et al., 2020)."""
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from ._common import check_embeddings, check_positive, full_precision, normalize
+from ._common import TemperatureLoss, check_embeddings, check_positive, full_precision, normalize
 from .distributed import gather_no_grad, gather_views
-from .row_logsumexp import check_chunk_size, row_logsumexp
+from .row_logsumexp import row_logsumexp
 
 
 @full_precision
@@ -71,16 +71,13 @@ def _supervised(
     return per_anchor.mean()
 
 
-class NTXentMulticropLoss(nn.Module):
+class NTXentMulticropLoss(TemperatureLoss):
     """Module form of :func:`nt_xent_multicrop`."""
 
     def __init__(
         self, temperature: float = 0.1, gather: bool = True, chunk_size: int | None = None
     ):
-        super().__init__()
-        check_positive("temperature", temperature)
-        check_chunk_size(chunk_size)
-        self.temperature, self.gather, self.chunk_size = temperature, gather, chunk_size
+        super().__init__(temperature, gather, chunk_size)
 
     def forward(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
         return nt_xent_multicrop(z, labels, self.temperature, self.gather, self.chunk_size)

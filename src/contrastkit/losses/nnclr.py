@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from ._common import check_embeddings, check_pair, check_positive, full_precision, normalize
+from ._common import (
+    TemperatureLoss,
+    check_embeddings,
+    check_pair,
+    check_positive,
+    full_precision,
+    normalize,
+)
 from .distributed import gather_rows
-from .row_logsumexp import check_chunk_size, row_logsumexp
+from .row_logsumexp import row_logsumexp
 
 
 def nearest_neighbour_index(z: Tensor, support: Tensor) -> Tensor:
@@ -49,16 +56,13 @@ def nnclr(
     return (lse - positive).mean()
 
 
-class NNCLRLoss(nn.Module):
+class NNCLRLoss(TemperatureLoss):
     """Module form of :func:`nnclr`; the method passes its support queue's filled rows."""
 
     def __init__(
         self, temperature: float = 0.1, gather: bool = True, chunk_size: int | None = None
     ):
-        super().__init__()
-        check_positive("temperature", temperature)
-        check_chunk_size(chunk_size)
-        self.temperature, self.gather, self.chunk_size = temperature, gather, chunk_size
+        super().__init__(temperature, gather, chunk_size)
 
     def forward(self, z: Tensor, p: Tensor, support: Tensor | None = None) -> Tensor:
         return nnclr(z, p, support, self.temperature, self.gather, self.chunk_size)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import torch
 import torch.distributed as dist
-from torch import Tensor, nn
+from torch import Tensor
 
-from ._common import check_embeddings, check_positive, full_precision, normalize
+from ._common import TemperatureLoss, check_embeddings, check_positive, full_precision, normalize
 from .distributed import gather_no_grad, gather_views, is_gathering, own_columns, world_size
-from .row_logsumexp import check_chunk_size, row_logsumexp
+from .row_logsumexp import row_logsumexp
 
 
 @full_precision
@@ -81,7 +81,7 @@ def _mean_over_global_anchors(values: Tensor, local_count: Tensor, gather: bool)
     return values.sum() * world_size() / count.clamp_min(1)
 
 
-class SupConLoss(nn.Module):
+class SupConLoss(TemperatureLoss):
     """Module form of :func:`supcon`."""
 
     def __init__(
@@ -91,12 +91,9 @@ class SupConLoss(nn.Module):
         chunk_size: int | None = None,
         base_temperature: float | None = None,
     ):
-        super().__init__()
-        check_positive("temperature", temperature)
+        super().__init__(temperature, gather, chunk_size)
         if base_temperature is not None:
             check_positive("base_temperature", base_temperature)
-        check_chunk_size(chunk_size)
-        self.temperature, self.gather, self.chunk_size = temperature, gather, chunk_size
         self.base_temperature = base_temperature
 
     def forward(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
