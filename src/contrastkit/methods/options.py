@@ -21,7 +21,18 @@ CENTERING_KEYS = (
 
 def check_method_options(config: Any) -> None:
     """Raise ValueError naming the first invalid method option and what would be valid."""
-    EMASchedule(
+    ema_schedule(config)  # EMASchedule checks its own values
+    if config.queue_size is not None and config.queue_size < 1:
+        raise ValueError(f"queue_size={config.queue_size}: must be >= 1")
+    if config.pair_reduction is not None and config.pair_reduction not in PAIR_REDUCTIONS:
+        raise ValueError(
+            f"unknown pair_reduction {config.pair_reduction!r}; valid: {', '.join(PAIR_REDUCTIONS)}"
+        )
+
+
+def ema_schedule(config: Any) -> EMASchedule:
+    """The EMA target's schedule from the `ema_*` options."""
+    return EMASchedule(
         ema_base(config),
         config.ema_final,
         config.ema_schedule,
@@ -29,12 +40,6 @@ def check_method_options(config: Any) -> None:
         config.ema_update_every,
         config.ema_buffers,
     )
-    if config.queue_size is not None and config.queue_size < 1:
-        raise ValueError(f"queue_size={config.queue_size}: must be >= 1")
-    if config.pair_reduction is not None and config.pair_reduction not in PAIR_REDUCTIONS:
-        raise ValueError(
-            f"unknown pair_reduction {config.pair_reduction!r}; valid: {', '.join(PAIR_REDUCTIONS)}"
-        )
 
 
 def ema_base(config: Any) -> float:

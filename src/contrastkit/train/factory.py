@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from ..methods import METHODS, Method, build_method
-from ..methods.options import ema_base
+from ..methods.options import ema_schedule
 from ..models.backbones import build_backbone
-from ..models.ema import EMASchedule
 from ..models.residual import zero_init_residual
 from .config import PretrainConfig
 from .options import head_overrides
@@ -36,15 +35,3 @@ def method_from_config(
     )
     method.views_in_one_batch = config.views_in_one_batch
     return method
-
-
-def ema_schedule(config: PretrainConfig) -> EMASchedule:
-    """The EMA target's schedule from the `ema_*` options."""
-    return EMASchedule(
-        ema_base(config),
-        config.ema_final,
-        config.ema_schedule,
-        config.ema_update_after_step,
-        config.ema_update_every,
-        config.ema_buffers,
-    )
