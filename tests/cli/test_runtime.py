@@ -15,6 +15,7 @@ import pytest
 from contrastkit.runtime import BUSY_THRESHOLD, busy_cpus_of_others, usable_cpus, wait_policy_for
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
+CLI_CHOICE = "import contrastkit.cli as cli; cli.configure_openmp()"  # what main() runs first
 REPORT = (
     "import os, torch; e = os.environ.get; "
     "print(torch.get_num_threads(), e('OMP_WAIT_POLICY'), e('OMP_NUM_THREADS'))"
@@ -63,8 +64,7 @@ def _one_cpu() -> None:
 def _loaded(busy: float) -> str:
     """Child code that imports the CLI as if other processes kept `busy` CPUs busy."""
     return (
-        "import contrastkit.runtime as r; "
-        f"r.busy_cpus_of_others = lambda: {busy!r}; import contrastkit.cli"
+        f"import contrastkit.runtime as r; r.busy_cpus_of_others = lambda: {busy!r}; {CLI_CHOICE}"
     )
 
 
@@ -120,8 +120,42 @@ def test_on_one_usable_cpu_the_cli_runs_one_torch_thread() -> None:
 def test_a_user_set_thread_count_and_wait_policy_are_kept() -> None:
     user = {"OMP_NUM_THREADS": "3", "OMP_WAIT_POLICY": "ACTIVE"}
     # torch's own reading of the user's values (it caps the thread count at the usable CPUs)
-    assert _child("import contrastkit.cli", user) == _child("pass", user)
+    assert _child(CLI_CHOICE, user) == _child("pass", user)
     if hasattr(os, "sched_setaffinity"):
         expected = _child("pass", user, preexec=_one_cpu)
-        assert _child("import contrastkit.cli", user, preexec=_one_cpu) == expected
+        assert _child(CLI_CHOICE, user, preexec=_one_cpu) == expected
         assert expected[1:] == ("ACTIVE", "3")
+
+
+def test_main_chooses_before_the_command_runs_and_not_for_help(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from contrastkit import cli
+
+    calls: list[str] = []
+    monkeypatch.setattr(cli, "configure_openmp", lambda: calls.append("openmp"))
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    assert calls == []  # --help answers at once, without the 0.2 s load sample
+    parser = cli.build_parser
+    monkeypatch.setattr(
+        cli,
+        "build_parser",
+        lambda: _recording(parser(), calls),
+    )
+    assert cli.main(["prepare", "/nonexistent-folder", "--check"]) != 0
+    assert calls[:2] == ["openmp", "run"]
+
+
+def _recording(parser, calls: list[str]):
+    """`parser` whose parsed command records that it ran (after whatever ran before it)."""
+    parse = parser.parse_args
+
+    def parse_args(argv):
+        args = parse(argv)
+        run = args.run
+        args.run = lambda a: (calls.append("run"), run(a))[1]
+        return args
+
+    parser.parse_args = parse_args
+    return parser
