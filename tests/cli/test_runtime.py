@@ -84,6 +84,12 @@ def test_the_cli_waits_passively_beside_load_and_keeps_the_default_when_idle() -
     assert omp_threads == (str(usable_cpus()) if restricted else "None")
 
 
+def test_with_torch_already_loaded_the_load_is_not_sampled() -> None:
+    # OpenMP read its environment when torch loaded: a sample then would cost 0.2 s for nothing.
+    assert _policy(_loaded(1.0)) == "PASSIVE"
+    assert _policy(f"import torch; {_loaded(1.0)}") == "None"
+
+
 def test_the_wait_policy_threshold() -> None:
     assert wait_policy_for(0.0) is None
     assert wait_policy_for(BUSY_THRESHOLD - 0.01) is None
