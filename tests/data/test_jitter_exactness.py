@@ -90,3 +90,21 @@ def test_batch_augment_runs_each_samples_jitter_in_its_drawn_order() -> None:
     params = augment_module._colour_params(draws, spec)
     expected = torchvision_jitter(images / 255.0, *params)
     torch.testing.assert_close(view, expected, atol=1e-5, rtol=0)
+
+
+def test_hue_shift_equals_adjust_hue_at_every_pixel() -> None:
+    """The closed-form hue shift equals TF.adjust_hue to float rounding everywhere: smooth
+    colours, saturated corners, greys (any hue, same grey) and ties between max channels."""
+    generator = torch.Generator().manual_seed(0)
+    smooth = torch.rand(48, 3, 16, 16, generator=generator)
+    corners = torch.randint(0, 2, (8, 3, 16, 16), generator=generator).float()
+    greys = torch.rand(4, 1, 16, 16, generator=generator).expand(-1, 3, -1, -1)
+    ties = torch.randint(0, 4, (4, 3, 16, 16), generator=generator).float() / 3
+    images = torch.cat([smooth, corners, greys, ties])
+    turns = torch.rand(len(images), generator=generator) - 0.5
+    expected = torch.stack(
+        [TF.adjust_hue(im, float(t)) for im, t in zip(images, turns, strict=True)]
+    )
+    torch.testing.assert_close(
+        augment_module._shift_hue(images, turns), expected, atol=1e-5, rtol=0
+    )

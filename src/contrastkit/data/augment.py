@@ -57,6 +57,8 @@ _HUE_SINE = (torch.linalg.inv(_YIQ) @ _QUARTER_TURN @ _YIQ).float()
 _CROP_ATTEMPTS = 10  # as torchvision's RandomResizedCrop
 _TV_LUMA = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale weights
 _PAD_MARGIN = 1e-3  # pixels kept between a padded image's edge samples and its padding
+_HUE_OFFSETS = (5.0, 3.0, 1.0)  # R, G, B's places on the hue hexagon, in sixths of a turn
+_MIN_CHROMA = 1e-12  # grey pixels divide 0 by this: any hue, the same grey
 
 # Columns of the per-sample uniform draws of one view (one ``torch.rand`` call per view).
 _AREA = slice(0, _CROP_ATTEMPTS)
@@ -444,35 +446,28 @@ def _hue_turns(op: Tensor, hue: Tensor) -> Tensor:
 
 
 def _shift_hue(images: Tensor, turns: Tensor) -> Tensor:
-    """Add ``turns`` (B,) to the HSV hue of RGB ``images`` in [0, 1] (torchvision's formulas)."""
-    maxc, _ = images.max(dim=1)
-    minc, _ = images.min(dim=1)
-    r, g, _ = images.unbind(1)
-    spread = maxc - minc
-    flat = spread == 0
-    saturation = spread / torch.where(flat, torch.ones_like(maxc), maxc)
-    divisor = torch.where(flat, torch.ones_like(spread), spread)
-    rc, gc, bc = ((maxc.unsqueeze(1) - images) / divisor.unsqueeze(1)).unbind(1)
-    is_r = maxc == r
-    is_g = (maxc == g) & ~is_r
-    is_b = ~is_r & ~is_g
-    hue = (bc - gc) * is_r + (2.0 + rc - bc) * is_g + (4.0 + gc - rc) * is_b
-    hue = (hue / 6.0 + 1.0).fmod(1.0)
-    hue = (hue + turns.view(-1, 1, 1)).remainder(1.0)
+    """Add ``turns`` (B,) to the HSV hue of RGB ``images`` in [0, 1]: torchvision's adjust_hue.
 
-    sector = hue * 6.0
-    whole = torch.floor(sector)
-    frac = sector - whole
-    i = whole.to(torch.int64).remainder(6)
-    v = maxc
-    p = (v * (1.0 - saturation)).clamp(0.0, 1.0)
-    q = (v * (1.0 - saturation * frac)).clamp(0.0, 1.0)
-    t = (v * (1.0 - saturation * (1.0 - frac))).clamp(0.0, 1.0)
-    # sectors 0..5: R = v q p p t v, G = t v v q p p, B = p p t v v q
-    red = torch.where((i == 0) | (i == 5), v, torch.where(i == 1, q, torch.where(i == 4, t, p)))
-    green = torch.where((i == 1) | (i == 2), v, torch.where(i == 0, t, torch.where(i == 3, q, p)))
-    blue = torch.where((i == 3) | (i == 4), v, torch.where(i == 2, t, torch.where(i == 5, q, p)))
-    return torch.stack([red, green, blue], dim=1)
+    Shifting hue keeps value (the max channel) and chroma (max − min), so the closed form of
+    torchvision's six-sector table serves, in a few passes instead of its chains of selections:
+
+        6·hue = 2·i + (x[i+1] − x[i+2]) / (max − min)    (i: the first channel holding the max,
+                                                           indices mod 3; ties give the same hue)
+        m_k = (n_k + 6·(hue + turns)) mod 6,             n = (5, 3, 1) for R, G, B
+        c_k = min + (max − min)·clamp(|m_k − 2| − 1, 0, 1)
+
+    Grey pixels (max = min) keep their value whatever the hue, as in torchvision.
+    """
+    maxc, first = images.max(dim=1, keepdim=True)
+    minc = images.amin(dim=1, keepdim=True)
+    chroma = maxc - minc
+    following = images.roll(-1, dims=1) - images.roll(-2, dims=1)  # g − b, b − r, r − g
+    sector = following.gather(1, first).div_(chroma.clamp(min=_MIN_CHROMA))
+    sector.add_(2.0 * first + 6.0 * turns.view(-1, 1, 1, 1))
+    offsets = torch.tensor(_HUE_OFFSETS, dtype=images.dtype, device=images.device)
+    position = (sector + offsets.view(1, 3, 1, 1)).remainder_(6.0)
+    weight = position.sub_(2.0).abs_().sub_(1.0).clamp_(0.0, 1.0)
+    return torch.addcmul(minc, chroma, weight)
 
 
 def _colour_params(draws: Tensor, spec: ViewSpec) -> tuple[Tensor, Tensor, Tensor, Tensor]:
