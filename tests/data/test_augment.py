@@ -13,6 +13,7 @@ import pytest
 import torch
 from torchvision.transforms.v2 import functional as TF
 
+from contrastkit.data import augment as augment_module
 from contrastkit.data.augment import BatchAugment, ViewSpec, colour_affine, resized_crop
 from contrastkit.data.presets import DATASETS, DataRecipe
 
@@ -225,6 +226,31 @@ def test_one_channel_datasets(name: str, size: int) -> None:
     spec = ViewSpec(size=size, jitter_p=1.0, grayscale_p=1.0, blur_p=1.0, blur_kernel=3)
     (view,) = BatchAugment([spec])(images, seeded())
     assert view.shape == (6, 1, size, size) and view.min() >= 0.0 and view.max() <= 1.0
+
+
+@pytest.mark.parametrize("jitter_mode", ["torchvision", "linear"])
+def test_cpu_sample_groups_give_the_views_of_the_whole_batch(
+    monkeypatch: pytest.MonkeyPatch, jitter_mode: str
+) -> None:
+    """On a CPU the samples are transformed in cache-sized groups: bit for bit the whole batch's
+    views, with blur, solarize, two view sizes, an uneven last group and padded whole images."""
+    images = random_images(batch=40, size=24)
+    sizes = torch.randint(12, 25, (40, 2), generator=seeded(1))
+    common = {"jitter_mode": jitter_mode, "jitter_p": 1.0, "blur_p": 0.5, "solarize_p": 0.5}
+    augment = BatchAugment(
+        [ViewSpec(size=16, **common), ViewSpec(size=8, **common)], CIFAR.mean, CIFAR.std
+    )
+
+    def views(group_pixels: int) -> list[torch.Tensor]:
+        monkeypatch.setattr(augment_module, "_CPU_GROUP_PIXELS", group_pixels)
+        monkeypatch.setattr(augment_module, "_MIN_GROUP", 1)
+        return augment(images, seeded(2), sizes) + augment(images, seeded(3))
+
+    whole = views(10**9)
+    grouped = views(16 * 16 * 16)  # groups of 16, 16, 8 at 16 px; of 64 (all 40) at 8 px
+    tiny = views(3 * 16 * 16)  # groups of 3 at 16 px
+    for a, b, c in zip(whole, grouped, tiny, strict=True):
+        assert torch.equal(a, b) and torch.equal(a, c)
 
 
 def test_bad_inputs_are_rejected() -> None:

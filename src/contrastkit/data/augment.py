@@ -59,6 +59,8 @@ _TV_LUMA = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale weights
 _PAD_MARGIN = 1e-3  # pixels kept between a padded image's edge samples and its padding
 _HUE_OFFSETS = (5.0, 3.0, 1.0)  # R, G, B's places on the hue hexagon, in sixths of a turn
 _MIN_CHROMA = 1e-12  # grey pixels divide 0 by this: any hue, the same grey
+_CPU_GROUP_PIXELS = 128 * 32 * 32  # output pixels per sample group on a CPU (measured at 32 px)
+_MIN_GROUP = 16  # samples per group at least, so large views are not transformed one by one
 
 # Columns of the per-sample uniform draws of one view (one ``torch.rand`` call per view).
 _AREA = slice(0, _CROP_ATTEMPTS)
@@ -213,11 +215,37 @@ class BatchAugment(nn.Module):
     def _view(
         self, pixels: Tensor, index: int, generator: torch.Generator | None, sizes: Tensor | None
     ) -> Tensor:
-        """View ``index`` of float pixels in [0, 255] (each sample ``sizes`` large, if given)."""
-        spec = self.views[index]
-        batch, channels, height, width = pixels.shape
+        """View ``index`` of float pixels in [0, 255] (each sample ``sizes`` large, if given).
+
+        The random draws are made for the whole batch; on a CPU the samples are then transformed
+        in groups whose views fit in a core's L2 cache (every step is per sample, so the result
+        is the same): at 32 px, batch 256 took 23–25 ms in one piece and 8.2 ms per 128.
+        """
+        batch = pixels.shape[0]
         draw_device = generator.device if generator is not None else torch.device("cpu")
         draws = torch.rand(batch, _N_DRAWS, generator=generator, device=draw_device)
+        group = batch
+        if pixels.device.type == "cpu":
+            spec = self.views[index]
+            group = max(_MIN_GROUP, _CPU_GROUP_PIXELS // (spec.hw[0] * spec.hw[1]))
+        if group >= batch:
+            return self._transform(pixels, draws, index, sizes)
+        return torch.cat(
+            [
+                self._transform(
+                    pixels[start : start + group],
+                    draws[start : start + group],
+                    index,
+                    None if sizes is None else sizes[start : start + group],
+                )
+                for start in range(0, batch, group)
+            ]
+        )
+
+    def _transform(self, pixels: Tensor, draws: Tensor, index: int, sizes: Tensor | None) -> Tensor:
+        """View ``index`` of float pixels in [0, 255] from their uniform ``draws`` (B, _N_DRAWS)."""
+        spec = self.views[index]
+        batch, channels, height, width = pixels.shape
         # Blur runs only on its samples; pick them where the draws live, so a CPU generator
         # needs no device sync (nor do the copies, which wait for no queued work).
         blurred = (draws[:, _BLUR] < spec.blur_p).nonzero().squeeze(1)
