@@ -131,9 +131,14 @@ def optimizer_and_schedule(method: Method, config: PretrainConfig, total_steps: 
 
 
 def lightly_epochs(
-    method: Method, data: PretrainData, config: PretrainConfig, args: argparse.Namespace
+    method: Method,
+    data: PretrainData,
+    config: PretrainConfig,
+    args: argparse.Namespace,
+    split: StepSplit,
 ) -> Callable[[], float]:
-    """One epoch of the loop lightly's SimCLR example writes per call; returns its seconds."""
+    """One epoch of the loop lightly's SimCLR example writes per call; returns its seconds and
+    adds its steps' forward+backward seconds (the model with the loss) to `split` on a CPU."""
     from lightly.loss import NTXentLoss
     from lightly.transforms import SimCLRTransform
 
@@ -165,14 +170,18 @@ def lightly_epochs(
         start = time.perf_counter()
         for (x0, x1), _ in loader:
             x0, x1 = (x.to(args.device, non_blocking=True) for x in (x0, x1))
+            model_start = time.perf_counter()
             with torch.autocast(args.device.type, dtype=dtype, enabled=dtype is not None):
                 loss = criterion(projector(backbone(x0)), projector(backbone(x1)))
             loss.backward()
+            split.model += time.perf_counter() - model_start  # only read on a CPU
+            split.steps += 1
             optimizer.step()
             optimizer.zero_grad()
             scheduler.step()
         synchronize(args.device)
         seconds = time.perf_counter() - start
+        split.total += seconds
         if config.keep_host_memory:
             keep_freed_host_memory()  # ours again
         return seconds
@@ -318,10 +327,10 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             keep_freed_host_memory()  # as `contrastkit pretrain` does
         method = method_from_config(config, data.image_size, 3, data.num_classes)
         module = PretrainModule(config, method, data)
-        other_model, other = None, None
+        other_model, other, other_split = None, None, StepSplit()
         if not args.no_lightly:
             other_model = copy.deepcopy(method)
-            other = lightly_epochs(other_model, data, config, args)
+            other = lightly_epochs(other_model, data, config, args, other_split)
         split = StepSplit()
         if args.device.type == "cpu":
             time_model(module, split, args.device)
@@ -330,6 +339,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         build_trainer(config, [alternate]).fit(module)
     report = {"config": config, "ours": alternate.ours, "lightly": alternate.lightly}
     report["split"] = split if split.steps else None
+    report["lightly_split"] = other_split if other_split.steps and split.steps else None
     report["images"] = (len(data.train), len(test))
     print_report(args, report)
     return report
@@ -377,6 +387,22 @@ def print_report(args: argparse.Namespace, report: dict[str, object]) -> None:
             f"{split.model / split.steps * 1e3:.0f} ms; outside the model "
             f"**{1 - split.model / sum(ours.seconds):.1%}** of the epoch's step "
             f"({1 - split.model / split.total:.1%} of training_step; {split.steps} steps)"
+        )
+    other = report["lightly_split"]
+    if other is not None:
+        other_ms, other_model_ms = (
+            other.total / other.steps * 1e3,
+            other.model / other.steps * 1e3,
+        )
+        print(
+            f"the lightly loop's step: {other_ms:.0f} ms in the epoch, of which the model's "
+            f"forward+backward {other_model_ms:.0f} ms; outside the model "
+            f"{1 - other.model / other.total:.1%} ({other.steps} steps)"
+        )
+        floor = split.model / split.steps * 1e3 / other_ms
+        print(
+            f"floor of ours/lightly time per epoch, were nothing outside our model: "
+            f"**{floor:.2f}×** (our forward+backward a step over the lightly loop's whole step)"
         )
 
 
