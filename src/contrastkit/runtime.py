@@ -79,6 +79,11 @@ def wait_policy_for(busy_cpus: float | None) -> str | None:
     return None
 
 
+def waits_passively() -> bool:
+    """Whether OpenMP's threads sleep between parallel regions (OMP_WAIT_POLICY=PASSIVE)."""
+    return os.environ.get(WAIT_POLICY, "").strip().upper() == "PASSIVE"
+
+
 def configure_openmp() -> None:
     """A wait policy from the load at start, and at most one thread per usable CPU, unless the
     user set either. Once torch is loaded its OpenMP runtime has read the policy, so the load is

@@ -253,6 +253,42 @@ def test_cpu_sample_groups_give_the_views_of_the_whole_batch(
         assert torch.equal(a, b) and torch.equal(a, c)
 
 
+def test_under_passive_waiting_a_cpu_augments_on_one_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Passive OpenMP waiting makes each small parallel region wake a sleeping thread, so the
+    augmentation runs on one thread then (and on all of them when threads spin), with the same
+    views; the thread count is restored after it."""
+    seen: list[int] = []
+    crop = augment_module.resized_crop
+
+    def recording_crop(*args: object, **kwargs: object) -> torch.Tensor:
+        seen.append(torch.get_num_threads())
+        return crop(*args, **kwargs)
+
+    monkeypatch.setattr(augment_module, "resized_crop", recording_crop)
+    augment = BatchAugment([ViewSpec(size=16)] * 2, CIFAR.mean, CIFAR.std)
+    images = random_images(batch=16)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        views = {}
+        for policy, expected in (("PASSIVE", 1), ("passive ", 1), ("ACTIVE", 2)):
+            monkeypatch.setenv("OMP_WAIT_POLICY", policy)
+            seen.clear()
+            views[policy] = augment(images, seeded())
+            assert seen == [expected, expected], policy
+            assert torch.get_num_threads() == 2
+        monkeypatch.delenv("OMP_WAIT_POLICY")
+        seen.clear()
+        augment(images, seeded())
+        assert seen == [2, 2]
+    finally:
+        torch.set_num_threads(threads)
+    for a, b in zip(views["PASSIVE"], views["ACTIVE"], strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+
+
 def test_bad_inputs_are_rejected() -> None:
     aug = BatchAugment([ViewSpec(size=8)], mean=CIFAR.mean, std=CIFAR.std)
     with pytest.raises(ValueError, match="uint8"):
