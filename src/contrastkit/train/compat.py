@@ -51,3 +51,33 @@ def check_resumable(config: PretrainConfig, checkpoint: Path) -> None:
             f"resume=true: {checkpoint} was made with {made}, not {asked}; "
             f"valid: resume with {made}, or pick a new --out"
         )
+
+
+def check_weights_fit(model: torch.nn.Module, checkpoint: Path) -> None:
+    """Raise ConfigError when `checkpoint`'s weights do not fit `model` as Lightning's strict load
+    needs: a setting outside MODEL_KEYS that shapes the weights (the stem, head depths, backbone
+    options) changed. Names the first weight that differs, instead of a load traceback."""
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
+    weights = saved.get("state_dict")
+    if not isinstance(weights, dict):
+        return  # Lightning's own load reports a checkpoint without weights
+    expected = model.state_dict()
+    reshaped = [k for k, v in expected.items() if k in weights and weights[k].shape != v.shape]
+    missing = [key for key in expected if key not in weights]
+    extra = [key for key in weights if key not in expected]
+    if reshaped:
+        key = reshaped[0]
+        problem = (
+            f"holds {key} of shape {tuple(weights[key].shape)}, this configuration builds "
+            f"{tuple(expected[key].shape)}"
+        )
+    elif missing:
+        problem = f"lacks {len(missing)} weights this configuration builds (first: {missing[0]})"
+    elif extra:
+        problem = f"holds {len(extra)} weights this configuration does not build ({extra[0]}, ...)"
+    else:
+        return
+    raise ConfigError(
+        f"resume=true: {checkpoint} {problem}; valid: resume with the settings it was made "
+        "with (stem, head and backbone options), or pick a new --out"
+    )

@@ -18,7 +18,7 @@ from torch import nn
 from ..models.sync_batchnorm import convert_sync_batchnorm
 from .backbone_config import load_initial_weights
 from .checkpoint_io import AtomicCheckpointIO
-from .compat import check_resumable
+from .compat import check_resumable, check_weights_fit
 from .config import ConfigError, PretrainConfig
 from .config_file import write_run_config
 from .data import load_pretrain_data
@@ -174,7 +174,6 @@ def pretrain(config: PretrainConfig, callbacks: Sequence[Callback] = ()) -> Pret
     if resume_from is not None:
         check_resumable(config, resume_from)
     check_output_folder(config.out_dir)
-    write_run_config(config)
     for message in _QUIET:
         warnings.filterwarnings("ignore", message=message)
     L.seed_everything(config.seed, workers=True, verbose=False)
@@ -186,6 +185,9 @@ def pretrain(config: PretrainConfig, callbacks: Sequence[Callback] = ()) -> Pret
         keep_freed_host_memory()
     _check_precision(config)
     module = build_module(config)  # data errors surface before Lightning starts printing
+    if resume_from is not None:
+        check_weights_fit(module, resume_from)
+    write_run_config(config)  # once the run can start: a refused resume keeps the folder's own
     check_free_space(config.out_dir, module)
     interrupt = SaveOnInterrupt(last)
     logged = _logged_steps(resume_from) if resume_from is not None else None
