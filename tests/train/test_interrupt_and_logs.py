@@ -43,7 +43,15 @@ def straight(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def _start_and_wait_for_first_checkpoint(out: Path) -> subprocess.Popen:
+def _epoch_seconds(straight: Path) -> float:
+    """The shortest epoch of the uninterrupted run, as its log timed it (this machine, now)."""
+    with open(straight / "logs" / "metrics.csv", newline="") as handle:
+        return min(
+            float(row["time/epoch_s"]) for row in csv.DictReader(handle) if row["time/epoch_s"]
+        )
+
+
+def _start_and_wait_for_first_checkpoint(out: Path, straight: Path) -> subprocess.Popen:
     process = subprocess.Popen(
         _command(out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -51,8 +59,10 @@ def _start_and_wait_for_first_checkpoint(out: Path) -> subprocess.Popen:
     while not (out / "last.ckpt").exists():  # epoch 0 is saved: epoch 1 is training
         assert process.poll() is None, "the run ended before it could be stopped"
         assert time.monotonic() < deadline
-        time.sleep(0.02)
-    time.sleep(0.2)  # a few steps into epoch 1
+        time.sleep(0.01)
+    # A few steps into epoch 1 however fast this machine runs them (a fixed 0.2 s passed the
+    # whole epoch once the steps got faster).
+    time.sleep(0.3 * _epoch_seconds(straight))
     return process
 
 
@@ -60,7 +70,7 @@ def _start_and_wait_for_first_checkpoint(out: Path) -> subprocess.Popen:
 def test_a_run_killed_mid_epoch_and_resumed_logs_the_same_rows(
     tmp_path: Path, straight: Path
 ) -> None:
-    process = _start_and_wait_for_first_checkpoint(tmp_path)
+    process = _start_and_wait_for_first_checkpoint(tmp_path, straight)
     process.send_signal(signal.SIGKILL)
     assert process.wait(TIMEOUT_S) == -signal.SIGKILL
     assert not (tmp_path / "epoch001.ckpt").exists()  # killed inside epoch 1
@@ -77,7 +87,7 @@ def test_a_run_killed_mid_epoch_and_resumed_logs_the_same_rows(
 def test_ctrl_c_saves_the_interrupted_step_and_resume_continues_it(
     tmp_path: Path, straight: Path
 ) -> None:
-    process = _start_and_wait_for_first_checkpoint(tmp_path)
+    process = _start_and_wait_for_first_checkpoint(tmp_path, straight)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=TIMEOUT_S)
     assert process.returncode == EXIT_INTERRUPTED, err
