@@ -42,9 +42,10 @@ def moco(
         raise ValueError(
             f"queue must have shape (size, {q.shape[1]}), got shape {tuple(queue.shape)}"
         )
-    negatives = u @ normalize(queue.to(u.dtype)).T / temperature
-    logits = torch.cat([positive[:, None], negatives], dim=1)
-    return (torch.logsumexp(logits, dim=1) - positive).mean()
+    # LSE over [q·k, q·queue] = logaddexp(q·k, LSE over the queue): the shared row kernel keeps
+    # one N×K block of exponentials instead of the logits, their concatenation and softmax.
+    negatives = row_logsumexp(u / temperature, normalize(queue.to(u.dtype)))
+    return (torch.logaddexp(positive, negatives) - positive).mean()
 
 
 @full_precision
