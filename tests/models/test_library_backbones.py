@@ -129,3 +129,21 @@ def test_the_check_builds_on_the_meta_device_or_the_cpu_for_models_that_need_it(
     check_library_backbone("torchvision/regnet_y_400mf", {})
     with pytest.raises(BackboneNameError, match="bogus"):
         check_library_backbone("torchvision/regnet_y_400mf", {"bogus": 1})
+
+
+def test_a_model_that_does_not_fit_the_image_size_is_refused_when_built() -> None:
+    """A ViT whose patches do not tile the images fails at build time with one line, not at the
+    first training step with timm's assertion; with fitting size options it builds."""
+    with pytest.raises(BackboneNameError) as error:
+        build_backbone(VIT, 8, in_channels=1, options={"depth": 2})
+    message = str(error.value)
+    assert message.startswith(f"{VIT} does not run on 8x8 images of 1 channel(s): ")
+    assert "patch size (16)" in message and "\n" not in message
+    assert build_backbone(VIT, 8, in_channels=1, options=VIT_OPTIONS).feature_dim == 192
+
+
+def test_the_build_time_forward_moves_no_batch_statistics_and_keeps_training_mode() -> None:
+    backbone = build_backbone("torchvision/resnet18", 16)
+    norms = [m for m in backbone.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert backbone.training and norms
+    assert all(int(m.num_batches_tracked) == 0 and not m.running_mean.any() for m in norms)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from contrastkit import cli
 from contrastkit.eval import load_encoder
 from contrastkit.export import export_backbone
 from contrastkit.models import build_backbone
@@ -128,3 +129,14 @@ def test_an_unknown_backbone_is_one_line_with_close_matches_and_exit_code_2() ->
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert "close matches: torchvision/resnet18" in result.stderr
+
+
+def test_a_library_backbone_that_does_not_fit_the_data_is_one_line_before_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    args = ["pretrain", "--backbone", "timm/vit_tiny_patch16_224", "--out", str(out)]
+    assert cli.main(args) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("contrastkit: error: timm/vit_tiny_patch16_224 does not run on 8x8 ")
+    assert not (out / "config.yaml").exists()

@@ -17,7 +17,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from ..names import BACKBONE_NAMES
-from .library_backbones import build_library_model, split_name
+from .library_backbones import build_library_model, check_runs_on, split_name
 
 BACKBONES = BACKBONE_NAMES  # the built-in names; timm/ and torchvision/ names besides
 STEMS = ("auto", "small", "imagenet")
@@ -72,7 +72,9 @@ def build_backbone(
     with the `stem` (one of `STEMS`; the built-in ResNets and EfficientNet)."""
     if split_name(name) is not None:
         model = build_library_model(name, in_channels, options or {})
-        return Backbone(name, model.body, model.feature_dim, in_channels, model.source)
+        backbone = Backbone(name, model.body, model.feature_dim, in_channels, model.source)
+        check_runs_on(backbone, name, in_channels, image_size)
+        return backbone
     if options:
         raise ValueError(
             f"backbone options {sorted(options)} apply to timm/<name> and torchvision/<name> "

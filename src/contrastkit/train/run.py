@@ -15,6 +15,7 @@ from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from lightning.pytorch.plugins import LayerSync
 from torch import nn
 
+from ..models.library_backbones import BackboneNameError
 from ..models.sync_batchnorm import convert_sync_batchnorm
 from .backbone_config import load_initial_weights
 from .checkpoint_io import AtomicCheckpointIO
@@ -48,7 +49,10 @@ class PretrainResult:
 def build_module(config: PretrainConfig) -> PretrainModule:
     """The LightningModule for `config`: loads the data and builds backbone and method."""
     data = load_pretrain_data(config)
-    method = method_from_config(config, data.image_size, data.channels, data.num_classes)
+    try:
+        method = method_from_config(config, data.image_size, data.channels, data.num_classes)
+    except BackboneNameError as error:  # a library model that does not fit these images
+        raise ConfigError(str(error)) from None
     if config.init_from is not None:
         load_initial_weights(method.backbone, config.init_from)
     if config.compile:
