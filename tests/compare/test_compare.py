@@ -211,3 +211,32 @@ def test_a_second_compare_process_on_the_same_folder_exits_2_naming_the_first(
     results = json.loads((tmp_path / "results.json").read_text())
     assert {row["row"] for row in results["rows"]} == {"nt_xent", "random", "supervised"}
     assert not (tmp_path / ".lock").exists()
+
+
+def test_the_untrained_baseline_gets_the_grids_backbone_options(tmp_path: Path) -> None:
+    """A grid of a timm ViT sized by overrides (`backbone.<kwarg>`, parsed as pretraining parses
+    them) evaluates its random baseline with the same options: without them the ViT would not
+    run on 8 px digits."""
+    from contrastkit.compare.protocols import entry_eval_options
+    from contrastkit.eval import evaluate
+    from contrastkit.eval.encoder import EvaluationError
+
+    pytest.importorskip("timm")
+    vit = "timm/vit_tiny_patch16_224"
+    overrides = {
+        "backbone.img_size": "8",
+        "backbone.patch_size": 2,
+        "backbone_options": {"depth": 2},
+    }
+    spec = CompareSpec(backbone=vit, overrides=overrides)
+    options = entry_eval_options(spec, "random", "knn")
+    sizes = {"backbone.img_size": 8, "backbone.patch_size": 2, "backbone.depth": 2}
+    assert {k: options[k] for k in sizes} == sizes
+    assert not any(k.startswith("backbone.") for k in entry_eval_options(spec, "dcl", "knn"))
+    record = evaluate(
+        f"random:{vit}", "knn", dataset="digits", out=str(tmp_path / "a.json"), **options
+    )
+    assert record["backbone_options"] == {"img_size": 8, "patch_size": 2, "depth": 2}
+    bare = {k: v for k, v in options.items() if not k.startswith("backbone.")}
+    with pytest.raises(EvaluationError, match="does not run on 8x8 images"):
+        evaluate(f"random:{vit}", "knn", dataset="digits", out=str(tmp_path / "b.json"), **bare)

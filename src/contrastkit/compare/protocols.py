@@ -15,4 +15,22 @@ def entry_eval_options(spec: CompareSpec, row: str, protocol: str) -> dict[str, 
     options = options_for(protocol, spec.eval_options)
     if row == "random":
         options.update(features="backbone", encoder="online")
+        options.update({f"backbone.{k}": v for k, v in grid_backbone_options(spec).items()})
     return options
+
+
+def grid_backbone_options(spec: CompareSpec) -> dict[str, Any]:
+    """The backbone keyword arguments the grid's pretraining runs get from its overrides
+    (`backbone.<kwarg>`, `backbone_options`), parsed as pretraining parses them, so that the
+    untrained baseline is the same network (a ViT's image and patch size)."""
+    from ..train.config import build_config
+
+    layer = {
+        key: value
+        for key, value in spec.overrides.items()
+        if key.replace("-", "_").startswith("backbone.")
+        or key.replace("-", "_") == "backbone_options"
+    }
+    if not layer:
+        return {}
+    return dict(build_config([{"backbone": spec.backbone, **layer}]).backbone_options)
