@@ -140,3 +140,25 @@ def test_a_library_backbone_that_does_not_fit_the_data_is_one_line_before_traini
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith("contrastkit: error: timm/vit_tiny_patch16_224 does not run on 8x8 ")
     assert not (out / "config.yaml").exists()
+
+
+@pytest.mark.parametrize(("local_size", "refused"), [(6, True), (4, False)])
+def test_local_views_the_backbone_cannot_take_are_refused_before_training(
+    tmp_path: Path, local_size: int, refused: bool
+) -> None:
+    """A ViT with 4 px patches on 8 px digits: 6 px local crops do not tile, 4 px ones do."""
+    values = {
+        "backbone": "timm/vit_tiny_patch16_224",
+        "backbone.img_size": 8,
+        "backbone.patch_size": 4,
+        "backbone.depth": 1,
+        "n_local": 2,
+        "local_size": local_size,
+        "out": str(tmp_path),
+    }
+    config = build_config([values])
+    if not refused:
+        assert build_module(config).method.backbone.training
+        return
+    with pytest.raises(ConfigError, match=r"does not run on 6x6 images of 1 channel\(s\): "):
+        build_module(config)

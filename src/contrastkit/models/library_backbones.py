@@ -92,21 +92,26 @@ def build_library_model(spec: str, in_channels: int, options: Mapping[str, Any])
     return _torchvision_model(name, in_channels, dict(options))
 
 
-def check_runs_on(model: nn.Module, spec: str, in_channels: int, image_size: int) -> None:
-    """Raise BackboneNameError unless `model` runs on `image_size` px images of `in_channels`
-    channels. A library model checks its input size only when it runs (a ViT's patch grid), so
-    without this a size mismatch stops training at its first step with the library's traceback.
-    One forward of a single zero image in eval mode: no batch statistics move, no random draw."""
+def check_runs_on(
+    model: nn.Module, spec: str, in_channels: int, size: int | tuple[int, int]
+) -> None:
+    """Raise BackboneNameError unless `model` runs on images of `size` pixels (side, or (height,
+    width)) and `in_channels` channels. A library model checks its input size only when it runs
+    (a ViT's patch grid), so without this a size mismatch stops training at its first step with
+    the library's traceback. One forward of a single zero image in eval mode: no batch
+    statistics move, no random draw."""
+    height, width = (size, size) if isinstance(size, int) else size
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            model(torch.zeros(1, in_channels, image_size, image_size))
+            model(torch.zeros(1, in_channels, height, width))
     except (AssertionError, RuntimeError, ValueError, TypeError) as error:
         raise BackboneNameError(
-            f"{spec} does not run on {image_size}x{image_size} images of {in_channels} "
+            f"{spec} does not run on {height}x{width} images of {in_channels} "
             f"channel(s): {_first_line(error).rstrip('.')}; valid: its size options (e.g. "
-            "backbone.img_size=..., backbone.patch_size=...) or another backbone"
+            "backbone.img_size=..., backbone.patch_size=...), view sizes it can take, or "
+            "another backbone"
         ) from None
     finally:
         model.train(was_training)

@@ -15,7 +15,7 @@ from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from lightning.pytorch.plugins import LayerSync
 from torch import nn
 
-from ..models.library_backbones import BackboneNameError
+from ..models.library_backbones import BackboneNameError, check_runs_on
 from ..models.sync_batchnorm import convert_sync_batchnorm
 from .backbone_config import load_initial_weights
 from .checkpoint_io import AtomicCheckpointIO
@@ -51,7 +51,11 @@ def build_module(config: PretrainConfig) -> PretrainModule:
     data = load_pretrain_data(config)
     try:
         method = method_from_config(config, data.image_size, data.channels, data.num_classes)
-    except BackboneNameError as error:  # a library model that does not fit these images
+        # The backbone was checked at the data's size; views of other sizes (local crops) too.
+        for size in {spec.hw for spec in data.augmentation(config).views}:
+            if size != (data.image_size, data.image_size):
+                check_runs_on(method.backbone, config.backbone, data.channels, size)
+    except BackboneNameError as error:  # a model that does not fit these images
         raise ConfigError(str(error)) from None
     if config.init_from is not None:
         load_initial_weights(method.backbone, config.init_from)
