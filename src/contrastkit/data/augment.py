@@ -61,7 +61,6 @@ _HUE_SINE = (torch.linalg.inv(_YIQ) @ _QUARTER_TURN @ _YIQ).float()
 _CROP_ATTEMPTS = 10  # as torchvision's RandomResizedCrop
 _TV_LUMA = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale weights
 _PAD_MARGIN = 1e-3  # pixels kept between a padded image's edge samples and its padding
-_HUE_OFFSETS = (5.0, 3.0, 1.0)  # R, G, B's places on the hue hexagon, in sixths of a turn
 _MIN_CHROMA = 1e-12  # grey pixels divide 0 by this: any hue, the same grey
 _CPU_GROUP_PIXELS = 128 * 32 * 32  # output pixels per sample group on a CPU (measured at 32 px)
 _MIN_GROUP = 16  # samples per group at least, so large views are not transformed one by one
@@ -513,7 +512,8 @@ def _shift_hue(images: Tensor, turns: Tensor) -> Tensor:
     following = images.roll(-1, dims=1) - images.roll(-2, dims=1)  # g − b, b − r, r − g
     sector = following.gather(1, first).div_(chroma.clamp(min=_MIN_CHROMA))
     sector.add_(2.0 * first + 6.0 * turns.view(-1, 1, 1, 1))
-    offsets = torch.tensor(_HUE_OFFSETS, dtype=images.dtype, device=images.device)
+    # n = 5, 3, 1: R, G, B's places on the hue hexagon, made where the images are (no copy)
+    offsets = torch.arange(5.0, 0.0, -2.0, dtype=images.dtype, device=images.device)
     position = (sector + offsets.view(1, 3, 1, 1)).remainder_(6.0)
     weight = position.sub_(2.0).abs_().sub_(1.0).clamp_(0.0, 1.0)
     return torch.addcmul(minc, chroma, weight)
