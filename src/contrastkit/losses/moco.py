@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ._common import (
     TemperatureLoss,
@@ -70,13 +70,11 @@ def moco_v3(
     return 2 * temperature * (lse - positive).mean()
 
 
-class MoCoLoss(nn.Module):
+class MoCoLoss(TemperatureLoss):
     """Module form of :func:`moco`; the method passes the queue's filled rows."""
 
     def __init__(self, temperature: float = 0.2, gather: bool = True):
-        super().__init__()
-        check_positive("temperature", temperature)
-        self.temperature, self.gather = temperature, gather
+        super().__init__(temperature, gather, chunk_size=None)
 
     def forward(self, q: Tensor, k: Tensor, queue: Tensor | None = None) -> Tensor:
         if queue is not None:
