@@ -51,8 +51,10 @@ def build_module(config: PretrainConfig) -> PretrainModule:
     data = load_pretrain_data(config)
     try:
         method = method_from_config(config, data.image_size, data.channels, data.num_classes)
-        # The backbone was checked at the data's size; views of other sizes (local crops) too.
-        for size in {spec.hw for spec in data.augmentation(config).views}:
+        module = PretrainModule(config, method, data)
+        # The backbone was checked at the data's size; views of other sizes (local crops) too,
+        # before compiling (a probe forward would compile it).
+        for size in {spec.hw for spec in module.augment.views}:
             if size != (data.image_size, data.image_size):
                 check_runs_on(method.backbone, config.backbone, data.channels, size)
     except BackboneNameError as error:  # a model that does not fit these images
@@ -61,7 +63,7 @@ def build_module(config: PretrainConfig) -> PretrainModule:
         load_initial_weights(method.backbone, config.init_from)
     if config.compile:
         method.backbone.compile()
-    return PretrainModule(config, method, data)
+    return module
 
 
 def _accelerator(config: PretrainConfig) -> str:
